@@ -1,0 +1,30 @@
+"""Backends hide how a worker is started and reached.
+
+Every backend gives the Boss `WorkerHandle`s: a channel to send messages to the worker and
+receive its replies, something to wait on for its death (`sentinel`), and the fds of its
+stdout/stderr. The Boss never asks which backend it has.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+START_METHODS = ("fork", "forkserver", "spawn", "threading")
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    worker_id: int
+    pid: int | None
+    channel: object  # .send(msg), .recv(), .fileno(), .close()
+    sentinel: object = None  # waitable; ready when the worker is gone
+    outputs: dict = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+    process: object = None  # backend-specific
+
+
+def make_backend(start_method, n_workers, shared_objects):
+    if start_method == "threading":
+        from .thread import ThreadBackend
+        return ThreadBackend(n_workers, shared_objects)
+    from .process import ProcessBackend
+    return ProcessBackend(start_method, n_workers, shared_objects)

@@ -1,0 +1,261 @@
+"""nbpar's fork server: a clean, single-threaded process that holds shared objects and forks
+workers from itself.
+
+Forking a Jupyter kernel (always multi-threaded) can deadlock the child; spawning a fresh
+interpreter per worker costs time and a copy of every shared object per worker. The server is
+started once per caller process (as `python -m nbpar.backends.forkserver FD`) and kept alive
+between pools. Each pool opens its own link to it, sends its shared objects once, and asks for
+workers; the server forks them, so they share those objects copy-on-write.
+
+On a link: ("share", data, nfds)+fds, ("spawn", setup)+[conn, stdout, stderr] answered by
+("spawned", pid)+[sentinel], and later ("exited", pid, exitcode). The server exits, killing
+its workers, when the caller goes away; workers die with the server (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection, Pipe, wait
+from multiprocessing.reduction import recvfds, sendfds
+
+
+def _send_fds(conn, fds):
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        sendfds(sock, fds)
+
+
+def _recv_fds(conn, n):
+    with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+        return recvfds(sock, n)
+
+
+# ----------------------------------------------------------------------------- caller side
+
+class _Server:
+    """The running server process and the main connection to it (one per caller process)."""
+
+    def __init__(self):
+        ours, theirs = socket.socketpair()
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "nbpar.backends.forkserver", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+        theirs.close()
+        self.conn = Connection(ours.detach())
+        self.lock = threading.Lock()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def open_link(self):
+        ours, theirs = socket.socketpair()
+        with self.lock:
+            self.conn.send(("link",))
+            _send_fds(self.conn, [theirs.fileno()])
+        theirs.close()
+        return Connection(ours.detach())
+
+    def stop(self):
+        try:
+            self.conn.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+_server: _Server | None = None
+_server_lock = threading.Lock()
+
+
+def get_server() -> _Server:
+    global _server
+    with _server_lock:
+        if _server is None or not _server.alive():
+            _server = _Server()
+        return _server
+
+
+def shutdown_server():
+    """Stop the fork server (it is restarted on demand); called at exit."""
+    global _server
+    with _server_lock:
+        if _server is not None:
+            _server.stop()
+            _server = None
+
+
+def _forget_after_fork():
+    global _server
+    _server = None
+
+
+atexit.register(shutdown_server)
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
+class ServerLink:
+    """One pool's own connection to the fork server."""
+
+    def __init__(self):
+        self.conn = get_server().open_link()
+        self.conn.send(("path", list(sys.path), os.getcwd()))
+        self.exits: dict[int, int | None] = {}
+
+    def fileno(self):
+        return self.conn.fileno()
+
+    def share(self, packed):
+        if packed is None:
+            self.conn.send(("share", None, 0))
+            return
+        self.conn.send(("share", packed.data, len(packed.fds)))
+        if packed.fds:
+            _send_fds(self.conn, packed.fds)
+
+    def spawn(self, setup, fds):
+        self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
+        _send_fds(self.conn, fds)
+        while True:
+            msg = self.conn.recv()
+            if msg[0] == "spawned":
+                (sentinel,) = _recv_fds(self.conn, 1)
+                return msg[1], sentinel
+            self._note(msg)
+
+    def _note(self, msg):
+        if msg[0] == "exited":
+            self.exits[msg[1]] = msg[2]
+        elif msg[0] == "error":
+            raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
+
+    def read_pending(self):
+        while self.conn.poll():
+            self._note(self.conn.recv())
+
+    def exitcode(self, pid, timeout):
+        if pid not in self.exits and self.conn.poll(timeout):
+            self.read_pending()
+        return self.exits.get(pid)
+
+    def forget(self, pid, sentinel):
+        self.exits.pop(pid, None)
+        try:
+            os.close(sentinel)
+        except OSError:
+            pass
+
+    def close(self):
+        self.conn.close()
+
+
+# ----------------------------------------------------------------------------- server side
+
+class _Link:
+    def __init__(self, conn):
+        self.conn = conn
+        self.shared = None
+        self.sys_path = list(sys.path)
+        self.procs = {}  # sentinel -> Process
+
+
+def serve(fd: int) -> None:
+    import multiprocessing
+
+    from .. import worker
+    from ..shared import Packed, unpack
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctx = multiprocessing.get_context("fork")
+    main = Connection(fd)
+    links: dict = {}
+    owner: dict = {}  # sentinel -> link
+
+    def drop(link):
+        for proc in link.procs.values():
+            proc.kill()
+        for sentinel, proc in list(link.procs.items()):
+            proc.join()
+            owner.pop(sentinel, None)
+        link.conn.close()
+        links.pop(link.conn, None)
+
+    while True:
+        for conn in wait([main, *links, *owner]):
+            if conn is main:
+                try:
+                    main.recv()
+                except (EOFError, OSError):
+                    for link in list(links.values()):
+                        drop(link)
+                    return
+                (link_fd,) = _recv_fds(main, 1)
+                link = _Link(Connection(link_fd))
+                links[link.conn] = link
+            elif conn in links:
+                link = links[conn]
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    drop(link)
+                    continue
+                try:
+                    _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
+                except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
+                    conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            else:
+                link = owner.pop(conn)
+                proc = link.procs.pop(conn)
+                proc.join()
+                try:
+                    link.conn.send(("exited", proc.pid, proc.exitcode))
+                except OSError:
+                    pass
+
+
+def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner):
+    kind = msg[0]
+    if kind == "path":
+        link.sys_path = msg[1]
+        sys.path[:] = msg[1]
+        try:
+            os.chdir(msg[2])
+        except OSError:
+            pass
+    elif kind == "share":
+        fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
+        sys.path[:] = link.sys_path
+        link.shared = None if msg[1] is None else unpack(Packed(msg[1], fds))
+    elif kind == "spawn":
+        setup = pickle.loads(msg[1])
+        conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)
+        inherited = [main.fileno(), *(c.fileno() for c in links), *owner]
+        conn = Connection(conn_fd)
+        proc = ctx.Process(target=worker.bootstrap,
+                           args=(conn, out_fd, err_fd, setup, link.shared, inherited),
+                           daemon=False)
+        proc.start()
+        conn.close()
+        os.close(out_fd)
+        os.close(err_fd)
+        link.procs[proc.sentinel] = proc
+        owner[proc.sentinel] = link
+        link.conn.send(("spawned", proc.pid))
+        _send_fds(link.conn, [proc.sentinel])
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

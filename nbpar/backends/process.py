@@ -1,0 +1,166 @@
+"""Worker processes under fork, forkserver and spawn: one class, three ways to launch.
+
+Each worker gets a duplex pipe for messages, two pipes for its stdout and stderr, and the
+slot of a progress board. What differs is only how the process comes to life: forked from the
+caller, forked from nbpar's fork server (which holds the shared objects), or spawned fresh
+with the packed shared objects as an argument.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+from multiprocessing.connection import Pipe
+
+from .. import worker
+from ..messages import WorkerSetup
+from ..shared import Packed, ProgressBoard, pack
+from . import WorkerHandle
+
+
+class MessagePipe:
+    """The Boss's end of a worker's duplex pipe."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def fileno(self):
+        return self.conn.fileno()
+
+    def send(self, msg):
+        self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+
+    def recv(self):
+        return pickle.loads(self.conn.recv_bytes())
+
+    def close(self):
+        self.conn.close()
+
+    encode = staticmethod(worker.dumps)
+    decode = staticmethod(pickle.loads)
+
+
+class _InheritFd:
+    """An fd given to a spawned child the way multiprocessing gives fds."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def __reduce__(self):
+        from multiprocessing import reduction
+        return (_detach, (reduction.DupFd(self.fd),))
+
+
+def _detach(dupfd):
+    return dupfd.detach()
+
+
+class ProcessBackend:
+    can_kill = True
+
+    def __init__(self, start_method, n_workers, shared_objects):
+        self.method = start_method
+        self.board = ProgressBoard(n_workers, named=start_method != "fork")
+        self.link = None
+        self.packed: Packed | None = None
+        self.shared = None
+        if start_method == "forkserver":
+            from .forkserver import ServerLink
+            self.link = ServerLink()
+        self.apply(self.prepare(shared_objects))
+
+    def prepare(self, obj):
+        """In the caller's thread: pickle the objects once (errors surface at the call)."""
+        packed = None if self.method == "fork" or obj is None else pack(obj)
+        return obj, packed
+
+    def apply(self, prepared):
+        """Use new shared objects for the workers started from now on."""
+        old = self.packed
+        self.shared, self.packed = prepared
+        if self.link is not None:
+            self.link.share(self.packed)
+        if old is not None:
+            old.release()
+
+    def extra_waitables(self):
+        return [self.link] if self.link is not None else []
+
+    def on_extra_ready(self, obj):
+        self.link.read_pending()
+
+    def start(self, setup: WorkerSetup) -> WorkerHandle:
+        setup = _with_progress(setup, self.board.handle)
+        parent, child = Pipe(duplex=True)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            if self.method == "forkserver":
+                pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
+                process = pid
+            else:
+                ctx = multiprocessing.get_context(self.method)
+                if self.method == "fork":
+                    args = (child, out_w, err_w, setup, self.shared)
+                else:
+                    shared = self.packed if self.packed is not None else self.shared
+                    args = (child, _InheritFd(out_w), _InheritFd(err_w), setup, shared)
+                process = ctx.Process(target=worker.bootstrap, args=args,
+                                      name=f"nbpar-worker-{setup.worker_id}", daemon=True)
+                process.start()
+                pid, sentinel = process.pid, process.sentinel
+        finally:
+            child.close()
+            os.close(out_w)
+            os.close(err_w)
+        for fd in (out_r, err_r):
+            os.set_blocking(fd, False)
+        return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
+                            {out_r: "stdout", err_r: "stderr"}, process)
+
+    def kill(self, handle) -> bool:
+        """SIGKILL the worker; its sentinel will say when it is gone."""
+        try:
+            os.kill(handle.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return False
+
+    def exitcode(self, handle, timeout=2.0):
+        if self.method == "forkserver":
+            return self.link.exitcode(handle.pid, timeout)
+        handle.process.join(timeout)
+        return handle.process.exitcode
+
+    def release(self, handle):
+        """After the worker is gone: free what the Boss held for it."""
+        handle.channel.close()
+        for fd in handle.outputs:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.method == "forkserver":
+            self.link.forget(handle.pid, handle.sentinel)
+        else:
+            handle.process.close()
+
+    def position(self, worker_id):
+        return self.board[worker_id]
+
+    def close(self):
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+        if self.packed is not None:
+            self.packed.release()
+            self.packed = None
+        self.board.close()
+
+
+def _with_progress(setup, handle):
+    from dataclasses import replace
+    return replace(setup, progress=handle, sys_path=tuple(sys.path))

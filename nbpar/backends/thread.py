@@ -1,0 +1,130 @@
+"""Workers as threads of the caller: the same worker loop, objects passed by reference.
+
+A thread cannot be killed: STOP_RIGHTNOW and task timeouts abandon it instead (its late
+result is dropped and a fresh thread takes its place), as concurrent.futures does.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from collections import deque
+
+from .. import worker
+from . import WorkerHandle
+
+
+class _Ends:
+    """A pair of in-process channels; the Boss's end is waitable through a pipe byte."""
+
+    def __init__(self):
+        self.to_worker = queue.SimpleQueue()
+        self.to_boss = deque()
+        self.r, self.w = os.pipe()
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def post(self, msg):  # worker -> Boss
+        with self.lock:
+            if self.closed:
+                return
+            self.to_boss.append(msg)
+            os.write(self.w, b"\0")
+
+    def end(self):
+        with self.lock:
+            if not self.closed:
+                self.closed = True
+                os.close(self.w)
+
+
+class BossEnd:
+    def __init__(self, ends):
+        self.ends = ends
+
+    def fileno(self):
+        return self.ends.r
+
+    def send(self, msg):
+        self.ends.to_worker.put(msg)
+
+    def recv(self):
+        if not os.read(self.ends.r, 1):
+            raise EOFError
+        return self.ends.to_boss.popleft()
+
+    def close(self):
+        self.ends.end()
+        self.ends.to_worker.put(None)
+        os.close(self.ends.r)
+
+    encode = decode = staticmethod(lambda obj: obj)
+
+
+class WorkerEnd:
+    def __init__(self, ends):
+        self.ends = ends
+
+    def send(self, msg):
+        self.ends.post(msg)
+
+    def recv(self):
+        msg = self.ends.to_worker.get()
+        if msg is None:
+            raise EOFError
+        return msg
+
+    encode = decode = staticmethod(lambda obj: obj)
+
+
+def _serve(ends, setup, shared, board):
+    try:
+        worker.run(WorkerEnd(ends), setup, shared, board)
+    finally:
+        ends.end()
+
+
+class ThreadBackend:
+    can_kill = False
+
+    def __init__(self, n_workers, shared_objects):
+        self.shared = shared_objects
+        self.board = [0] * n_workers
+
+    def prepare(self, obj):
+        return obj
+
+    def apply(self, prepared):
+        self.shared = prepared
+
+    def extra_waitables(self):
+        return []
+
+    def start(self, setup) -> WorkerHandle:
+        ends = _Ends()
+        thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
+                                  name=f"nbpar-worker-{setup.worker_id}", daemon=True)
+        thread.start()
+        return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {}, thread)
+
+    def kill(self, handle) -> bool:
+        """Abandon the thread: it ends after its current task. True: count it gone now."""
+        handle.channel.ends.end()
+        handle.channel.ends.to_worker.put(None)
+        return True
+
+    def exitcode(self, handle, timeout=0):
+        return 0
+
+    def release(self, handle):
+        try:
+            os.close(handle.channel.ends.r)
+        except OSError:
+            pass
+
+    def position(self, worker_id):
+        return self.board[worker_id]
+
+    def close(self):
+        pass

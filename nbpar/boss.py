@@ -1,0 +1,390 @@
+"""The Boss: one thread per pool, the one owner of pending work, running workers and reports.
+
+    caller / widget / magic ──(control pipe: Signal, new maps, report requests)──┐
+                                                                                 ▼
+    worker pipes (results) ─┐                                         ┌──── Boss thread
+    worker sentinels (death)├── one multiprocessing.connection.wait ──┤  events → BossState
+    worker stdout / stderr ─┘     (timeout = nearest task deadline)   └──── instructions out
+
+The thread blocks in a single `wait` on everything that can happen; it never polls. What it
+hears becomes events for the pure state machine (state.py); what the machine answers --
+start, dispatch, kill, retire, deliver, finish -- is carried out here. Worker output is read
+here, split into lines and handed on tagged with the worker id; a worker's output is drained
+before its results are, so prints come before the map returns.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from multiprocessing.connection import wait
+
+from . import messages as m
+from . import state as st
+from .errors import SerializationError, describe
+from .signals import Signal
+from .worker import first_unpicklable
+
+_PREFETCH_MAX_BYTES = 64 * 1024  # a queued batch larger than this waits for its worker
+
+
+class ControlPipe:
+    """Messages to the Boss from any thread; a byte on a pipe wakes its wait."""
+
+    def __init__(self):
+        self._queue = queue.SimpleQueue()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        self._closed = False
+
+    def fileno(self):
+        return self._r
+
+    def send(self, msg):
+        self._queue.put(msg)
+        try:
+            os.write(self._w, b"\0")
+        except (OSError, ValueError):
+            pass  # the Boss is gone; whoever waits checks for that
+
+    def drain(self) -> list:
+        try:
+            os.read(self._r, 65536)
+        except BlockingIOError:
+            pass
+        out = []
+        while True:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            os.close(self._r)
+            os.close(self._w)
+
+
+class Boss:
+    """Runs a pool's state machine against its backend, in a thread of the caller."""
+
+    def __init__(self, backend, state: st.BossState, make_setup, on_output, name="nbpar"):
+        self.backend = backend
+        self.state = state
+        state.positions = backend.position
+        self.make_setup = make_setup
+        self.on_output = on_output
+        self.control = ControlPipe()
+        self.handles: dict = {}  # worker id -> WorkerHandle
+        self._waitables: dict = {}  # waitable -> (kind, worker id)
+        self._partial: dict = {}  # output fd -> bytes of an unfinished line
+        self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
+        self._events: deque = deque()
+        self._fatal: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name=f"{name}-boss", daemon=True)
+        self._waitables[self.control] = ("control", None)
+        for extra in backend.extra_waitables():
+            self._waitables[extra] = ("extra", None)
+
+    # -- the caller's side
+    def start(self):
+        self.thread.start()
+
+    def send(self, signal: Signal):
+        self.control.send(signal)
+
+    def submit(self, job: st.Job):
+        self.control.send(("job", job))
+
+    def cancel(self, job_id: int):
+        self.control.send(("cancel", job_id))
+
+    def reshare(self, prepared):
+        self.control.send(("reshare", prepared))
+
+    def consumed(self, job_id: int, n: int):
+        self.control.send(("consumed", job_id, n))
+
+    def report(self, timeout=5.0):
+        if self.thread.is_alive():
+            reply: Future = Future()
+            self.control.send(("report", reply))
+            deadline = time.monotonic() + timeout
+            while self.thread.is_alive() and time.monotonic() < deadline:
+                try:
+                    return reply.result(timeout=0.05)
+                except TimeoutError:
+                    continue
+            if reply.done():
+                return reply.result()
+        return self.state.report(None, time.monotonic())
+
+    # -- the loop
+    def _run(self):
+        try:
+            while not self.state.shut_down:
+                deadline = self.state.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                ready = wait(list(self._waitables), timeout)
+                if not ready:
+                    self._handle(st.Tick())
+                for obj in ready:
+                    if obj in self._waitables:  # an earlier one may have retired it
+                        self._on_ready(obj)
+        except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
+            self._fatal = exc
+            self._abort(exc)
+        finally:
+            self._cleanup()
+
+    def _on_ready(self, obj):
+        kind, wid = self._waitables[obj]
+        if kind == "control":
+            for msg in self.control.drain():
+                self._on_control(msg)
+        elif kind == "channel":
+            self._on_channel(wid)
+        elif kind == "output":
+            self._read_output(wid, obj)
+        elif kind == "sentinel":
+            self._on_gone(wid)
+        else:
+            self.backend.on_extra_ready(obj)
+
+    def _on_control(self, msg):
+        if isinstance(msg, Signal):
+            if self.state.listening:
+                self._handle(st.SignalReceived(msg))
+            return
+        kind = msg[0]
+        if kind == "job":
+            self._handle(st.JobSubmitted(msg[1]))
+        elif kind == "report":
+            self._handle(st.SignalReceived(Signal.SEND_REPORT, msg[1]))
+        elif kind == "consumed":
+            self._handle(st.ResultsConsumed(msg[1], msg[2]))
+        elif kind == "cancel":
+            self._handle(st.CancelJob(msg[1]))
+        elif kind == "reshare":
+            self._handle(st.Reshare(msg[1]))
+
+    def _on_channel(self, wid):
+        handle = self.handles[wid]
+        try:
+            msg = handle.channel.recv()
+        except (EOFError, OSError):
+            self._forget(handle.channel)
+            if handle.sentinel is None:
+                self._on_gone(wid)
+            return
+        decode = handle.channel.decode
+        kind = type(msg)
+        if kind is m.Done:
+            self._drain_outputs(wid)
+            self._send_deferred(wid)
+            try:
+                results = decode(msg.body)
+            except Exception as exc:  # noqa: BLE001
+                self._handle(st.BatchFailed(wid, msg.batch_id, [], SerializationError(
+                    f"the results could not be unpickled in the caller: "
+                    f"{type(exc).__name__}: {exc}"), msg.elapsed))
+                return
+            self._handle(st.BatchDone(wid, msg.batch_id, results, msg.elapsed))
+        elif kind is m.Failed:
+            self._drain_outputs(wid)
+            self._send_deferred(wid)
+            try:
+                results = decode(msg.body)
+            except Exception:  # noqa: BLE001 - the error itself matters more
+                results = []
+            self._handle(st.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
+        elif kind is m.Ready:
+            handle.pid = msg.pid
+            self._handle(st.WorkerReady(wid, msg.pid))
+        elif kind is m.InitFailed:
+            self._drain_outputs(wid)
+            self._handle(st.WorkerInitFailed(wid, msg.error))
+        elif kind is m.Exited:
+            self._drain_outputs(wid)
+            try:
+                result = decode(msg.body)
+            except Exception:  # noqa: BLE001
+                result = None
+            self._handle(st.WorkerExited(wid, result, msg.error))
+
+    def _on_gone(self, wid):
+        handle = self.handles.pop(wid, None)
+        if handle is None:
+            return
+        self._drain_outputs(wid, handle, final=True)
+        exitcode = self.backend.exitcode(handle)
+        position = self.backend.position(wid)
+        for obj in [o for o, (_, w) in self._waitables.items() if w == wid]:
+            self._forget(obj)
+        self._deferred.pop(wid, None)
+        self.backend.release(handle)
+        self._handle(st.WorkerDied(wid, exitcode, position))
+
+    def _forget(self, obj):
+        self._waitables.pop(obj, None)
+
+    # -- output
+    def _read_output(self, wid, fd, final=False):
+        handle = self.handles.get(wid)
+        stream = handle.outputs.get(fd, "stdout") if handle else "stdout"
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._forget(fd)
+                rest = self._partial.pop(fd, b"")
+                if rest:
+                    self._emit(wid, stream, rest)
+                return
+            data = self._partial.pop(fd, b"") + data
+            *lines, tail = data.split(b"\n")
+            if tail:
+                self._partial[fd] = tail
+            for line in lines:
+                self._emit(wid, stream, line)
+
+    def _drain_outputs(self, wid, handle=None, final=False):
+        handle = handle or self.handles.get(wid)
+        if handle is None:
+            return
+        for fd in handle.outputs:
+            if fd in self._waitables or final:
+                self._read_output(wid, fd, final)
+
+    def _emit(self, wid, stream, raw):
+        try:
+            self.on_output(wid, stream, raw.decode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - a broken sink must not stop the Boss
+            pass
+
+    # -- events and instructions
+    def _handle(self, event):
+        self._events.append(event)
+        while self._events:
+            ev = self._events.popleft()
+            for instr in self.state.handle(ev, time.monotonic()):
+                self._execute(instr)
+
+    def _execute(self, instr):
+        kind = type(instr)
+        if kind is st.Dispatch:
+            self._dispatch(instr)
+        elif kind is st.Deliver:
+            instr.job.handle.deliver(instr.indices, instr.results)
+        elif kind is st.FinishJob:
+            instr.job.handle.finish(instr.error, instr.report)
+        elif kind is st.StartWorker:
+            self._start_worker(instr.worker_id)
+        elif kind is st.KillWorker:
+            handle = self.handles.get(instr.worker_id)
+            if handle is not None and self.backend.kill(handle):
+                self._on_gone(instr.worker_id)
+        elif kind is st.RetireWorker:
+            self._send(instr.worker_id, m.Retire())
+        elif kind is st.ForgetFunc:
+            self._send(instr.worker_id, m.Forget(instr.job_id))
+        elif kind is st.Reply:
+            if not instr.reply.done():
+                instr.reply.set_result(instr.report)
+        elif kind is st.ApplyShared:
+            self.backend.apply(instr.prepared)
+        elif kind is st.Shutdown:
+            pass  # the loop ends on state.shut_down
+
+    def _start_worker(self, wid):
+        try:
+            handle = self.backend.start(self.make_setup(wid))
+        except Exception as exc:  # noqa: BLE001
+            self._events.append(st.StartFailed(wid, exc))
+            return
+        self.handles[wid] = handle
+        self._waitables[handle.channel] = ("channel", wid)
+        if handle.sentinel is not None:
+            self._waitables[handle.sentinel] = ("sentinel", wid)
+        for fd in handle.outputs:
+            self._waitables[fd] = ("output", wid)
+
+    def _dispatch(self, instr):
+        wid, batch = instr.worker_id, instr.batch
+        handle = self.handles.get(wid)
+        if handle is None:
+            return
+        job = batch.job
+        ch = handle.channel
+        try:
+            if instr.send_func:
+                ch.send(m.Func(job.id, job.handle.func_body(ch.encode)))
+            body = ch.encode(batch.items)
+        except Exception as exc:  # noqa: BLE001
+            self._events.append(st.DispatchFailed(wid, batch.batch_id,
+                                                  _unpicklable(exc, batch, ch.encode)))
+            return
+        job.handle.started()
+        msg = m.Batch(batch.batch_id, job.id, job.star, body)
+        if instr.queued and isinstance(body, bytes) and len(body) > _PREFETCH_MAX_BYTES:
+            self._deferred.setdefault(wid, []).append(msg)
+            return
+        self._send(wid, msg)
+
+    def _send_deferred(self, wid):
+        for msg in self._deferred.pop(wid, ()):
+            self._send(wid, msg)
+
+    def _send(self, wid, msg):
+        handle = self.handles.get(wid)
+        if handle is None:
+            return
+        try:
+            handle.channel.send(msg)
+        except (OSError, ValueError):
+            pass  # the worker is gone: its sentinel tells the rest
+
+    # -- the end
+    def _abort(self, exc):
+        for job in list(self.state.jobs) + list(self.state.held):
+            if job.handle is not None:
+                job.handle.finish(RuntimeError(f"nbpar's Boss failed: {exc!r}"), None)
+        self.state.jobs.clear()
+        self.state.held.clear()
+
+    def _cleanup(self):
+        for wid, handle in list(self.handles.items()):
+            self.backend.kill(handle)
+            if handle.sentinel is not None:
+                wait([handle.sentinel], 5)
+            self.backend.release(handle)
+        self.handles.clear()
+        for msg in self.control.drain():  # nobody may wait forever on a report
+            if isinstance(msg, tuple) and msg[0] == "report" and not msg[1].done():
+                msg[1].set_result(self.state.report(None, time.monotonic()))
+            elif isinstance(msg, tuple) and msg[0] == "job":
+                msg[1].handle.finish(RuntimeError("the pool is closed: it takes no new work"),
+                                     None)
+        self.backend.close()
+
+
+def _unpicklable(exc, batch, encode):
+    """Name the item (and its type) that would not pickle."""
+    if isinstance(exc, SerializationError):
+        return exc
+    k, why = first_unpicklable(batch.items) if encode is not None else (0, str(exc))
+    item = batch.items[k]
+    err = SerializationError(
+        f"item {describe(item)} (index {batch.indices[k]}, a {type(item).__name__}) cannot be "
+        f"pickled to be sent to a worker: {why}")
+    err.item, err.index = item, batch.indices[k]
+    return err

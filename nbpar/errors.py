@@ -1,0 +1,150 @@
+"""nbpar's exceptions, and how a worker's exception crosses back to the caller.
+
+A worker captures an exception as an `ErrorPayload`: the pickled exception (when it pickles
+and unpickles), its type name, message and formatted traceback. The caller rebuilds the
+original type from it, with the worker's traceback text as `__cause__` and a note naming the
+item, its index and the worker -- the way CPython's concurrent.futures does it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import pickle
+import reprlib
+import traceback
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+_repr = reprlib.Repr()
+_repr.maxstring = 80
+_repr.maxother = 80
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+
+
+def describe(obj) -> str:
+    """A short repr for messages: an item may be a megabyte of text."""
+    try:
+        return _repr.repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real error
+        return f"<{type(obj).__name__} object>"
+
+
+class NbparError(Exception):
+    """Base class of nbpar's own errors."""
+
+
+class WorkerDiedError(NbparError, BrokenProcessPool):
+    """A worker process died while running a task (segfault, os._exit, killed)."""
+
+    def __init__(self, message, *, worker_id=None, exitcode=None, item=None, index=None):
+        super().__init__(message)
+        self.worker_id = worker_id
+        self.exitcode = exitcode
+        self.item = item
+        self.index = index
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), self.args, dict(worker_id=self.worker_id,
+                exitcode=self.exitcode, item=self.item, index=self.index)))
+
+
+class TaskTimeoutError(NbparError, TimeoutError):
+    """A task ran longer than the pool's task_timeout."""
+
+
+class SerializationError(NbparError, TypeError):
+    """An argument, a result or an exception could not be pickled or unpickled."""
+
+
+class StoppedError(NbparError, concurrent.futures.CancelledError):
+    """A map ended by STOP or STOP_RIGHTNOW; `.report` holds what finished.
+
+    Continue it with `pool.map(func, report=err.report)`.
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), self.args, dict(report=self.report)))
+
+    def _render_traceback_(self):  # IPython shows one line instead of internal frames
+        return [f"{type(self).__name__}: {self}"]
+
+
+def _rebuild_kw(cls, args, kwargs):
+    return cls(*args, **kwargs)
+
+
+class RemoteTraceback(Exception):
+    """Carries the traceback text of an exception raised in a worker."""
+
+    def __init__(self, tb_text: str):
+        super().__init__(tb_text)
+        self.tb = tb_text
+
+    def __str__(self):
+        return f'\n"""\n{self.tb}"""'
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPayload:
+    """An exception as it crosses a process boundary."""
+
+    type_name: str
+    message: str
+    traceback: str
+    exc_bytes: bytes | None  # None when the exception itself does not pickle
+    pickle_problem: str | None = None
+
+
+def capture(exc: BaseException, dumps=None) -> ErrorPayload:
+    """Capture `exc` in a worker; checks here that it will unpickle on the other side."""
+    tb_text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    type_name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    problem = None
+    data = None
+    try:
+        data = (dumps or pickle.dumps)(exc)
+        pickle.loads(data)
+    except Exception as why:  # noqa: BLE001 - any failure means it cannot cross
+        data = None
+        problem = f"{type(why).__name__}: {why}"
+    return ErrorPayload(type_name, _safe_str(exc), tb_text, data, problem)
+
+
+def _safe_str(exc) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def rebuild(payload: ErrorPayload, *, where: str) -> BaseException:
+    """The caller-side exception for a payload, with the remote traceback as its cause."""
+    exc = None
+    if payload.exc_bytes is not None:
+        try:
+            exc = pickle.loads(payload.exc_bytes)
+        except Exception as why:  # noqa: BLE001
+            payload = ErrorPayload(payload.type_name, payload.message, payload.traceback,
+                                   None, f"{type(why).__name__}: {why}")
+    if exc is None:
+        exc = SerializationError(
+            f"the exception {payload.type_name}({payload.message!r}) could not be sent back "
+            f"from the worker ({payload.pickle_problem})")
+    exc.__cause__ = RemoteTraceback(payload.traceback)
+    add_note(exc, f"nbpar: {where}")
+    return exc
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    notes = getattr(exc, "__notes__", None)
+    if notes is None or note not in notes:
+        exc.add_note(note)
+
+
+def where(item, index, worker_id) -> str:
+    """The standard phrase naming a task: used in every error note."""
+    return f"raised by item {describe(item)} (index {index}) on worker {worker_id}"

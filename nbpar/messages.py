@@ -1,0 +1,83 @@
+"""The small frozen messages that cross between the Boss and its workers.
+
+Bodies (items, results, functions) travel as nested pickled bytes, so a header always
+decodes even when a body does not: a bad item or result is then named, never a hang.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import ErrorPayload
+
+
+# Boss -> worker
+@dataclass(frozen=True, slots=True)
+class Func:
+    job_id: int
+    body: object  # pickled function (processes) or the function itself (threads)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    batch_id: int
+    job_id: int
+    star: bool
+    body: object  # pickled list of items (processes) or the list itself (threads)
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Retire:
+    pass
+
+
+# worker -> Boss
+@dataclass(frozen=True, slots=True)
+class Ready:
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class InitFailed:
+    error: ErrorPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    batch_id: int
+    elapsed: float
+    body: object  # pickled list of results
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    batch_id: int
+    elapsed: float
+    body: object  # pickled results of the items before the failing one
+    error: ErrorPayload
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    body: object  # pickled return value of worker_exit
+    error: ErrorPayload | None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSetup:
+    """What a worker needs to know about its pool, sent once when it starts."""
+
+    worker_id: int
+    pass_worker_id: bool
+    use_shared: bool
+    use_worker_state: bool
+    worker_init: object  # pickled callable or None
+    worker_exit: object
+    progress: object  # where the worker marks its position: a segment name, or (fork) the map
+    sys_path: tuple = ()
+    cwd: str | None = None

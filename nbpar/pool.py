@@ -1,0 +1,379 @@
+"""WorkerPool: the map family over a Boss, its workers and its control pipe.
+
+Every call here builds a `Job` (state.py) with a `JobHandle` (jobs.py), hands it to the Boss
+on the control pipe and waits on the handle. The pool decides nothing about what runs when.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import os
+import sys
+import threading
+import weakref
+from concurrent.futures import Future
+
+from . import state as st
+from .backends import START_METHODS, make_backend
+from .boss import Boss
+from .errors import describe
+from .jobs import AsyncResult, FutureHandle, JobHandle
+from .messages import WorkerSetup
+from .reports import Ledger, Report
+from .scheduling import AdaptiveChunker, Scheduler
+from .signals import Signal
+
+DEFAULT_START_METHOD = "forkserver"
+_STOP_WAIT = 5.0  # seconds the caller waits for STOP_RIGHTNOW to take effect
+
+
+def _print_output(worker_id, stream, line):
+    """Default sink for what workers print: the caller's own stdout/stderr, tagged."""
+    target = sys.stderr if stream == "stderr" else sys.stdout
+    target.write(f"[worker {worker_id}] {line}\n")
+    target.flush()
+
+
+def _func_name(func) -> str:
+    inner = getattr(func, "func", func)  # functools.partial
+    return f"{getattr(inner, '__module__', '')}.{getattr(inner, '__qualname__', repr(inner))}"
+
+
+class _Call:
+    """submit/apply_async: the function with its keyword arguments, called on positional ones."""
+
+    def __init__(self, func, kwargs):
+        self.func, self.kwargs = func, kwargs
+
+    def __call__(self, *args):
+        return self.func(*args, **self.kwargs)
+
+
+class WorkerPool:
+    """A pool of worker processes (fork / forkserver / spawn) or threads, run by a Boss.
+
+    See the README and contract: `map`, `map_unordered`, `imap`, `imap_unordered`, `starmap`,
+    `apply_async`, `submit`, and `halt` / `resume` / `stop` / `report` while a map runs.
+    """
+
+    def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
+                 pass_worker_id=False, use_worker_state=False, worker_init=None,
+                 worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
+                 scheduler=None, keep_alive=False, on_output=None):
+        n_jobs = os.cpu_count() or 1 if n_jobs is None else n_jobs
+        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+            raise ValueError(f"n_jobs must be a whole number >= 1 (or None), got {n_jobs!r}")
+        start_method = DEFAULT_START_METHOD if start_method is None else start_method
+        if start_method not in START_METHODS:
+            raise ValueError(f"unknown start_method {start_method!r}: use one of "
+                             f"{', '.join(START_METHODS)}")
+        for name, hook in (("worker_init", worker_init), ("worker_exit", worker_exit)):
+            if hook is not None and not callable(hook):
+                raise TypeError(f"{name} must be callable, got {describe(hook)}")
+        if task_timeout is not None and not (
+                isinstance(task_timeout, (int, float)) and task_timeout > 0):
+            raise ValueError(f"task_timeout must be a number of seconds > 0, got {task_timeout!r}")
+        if max_tasks_per_worker is not None and not (
+                isinstance(max_tasks_per_worker, int) and max_tasks_per_worker >= 1):
+            raise ValueError(f"max_tasks_per_worker must be a whole number >= 1, got "
+                             f"{max_tasks_per_worker!r}")
+        if scheduler is not None and not isinstance(scheduler, Scheduler):
+            raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
+        self.n_jobs = n_jobs
+        self.start_method = start_method
+        self.shared_objects = shared_objects
+        self._flags = dict(pass_worker_id=bool(pass_worker_id),
+                           use_shared=shared_objects is not None,
+                           use_worker_state=bool(use_worker_state))
+        self._hooks = (worker_init, worker_exit)
+        self._encoded_hooks = None
+        self._on_output = on_output or _print_output
+        self._job_ids = itertools.count()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._backend = make_backend(start_method, n_jobs, shared_objects)
+        self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
+                                   task_timeout=task_timeout,
+                                   max_tasks_per_worker=max_tasks_per_worker)
+        self._boss = Boss(self._backend, self._state, self._make_setup,
+                          lambda *a: self._on_output(*a), name=f"nbpar-pool-{id(self):x}")
+        self._boss.start()
+        self._finalizer = weakref.finalize(self, _shutdown, self._boss)
+
+    # -- context manager and lifetime
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.terminate()
+        else:
+            self.close()
+            self.join()
+
+    def close(self):
+        """Accept no new work; workers retire once what is pending is done."""
+        self._closed = True
+        self._boss.send(Signal.END)
+
+    def join(self, timeout=None):
+        """Wait for the Boss and every worker to be gone; raises a worker_exit error, if any."""
+        self._boss.thread.join(timeout)
+        if not self._boss.thread.is_alive():
+            self._finalizer.detach()
+            error, self._state.exit_error = self._state.exit_error, None
+            if error is not None:
+                raise error
+
+    def terminate(self):
+        """Kill every worker now and end the Boss."""
+        self._closed = True
+        self._boss.send(Signal.STOP_RIGHTNOW)
+        self._boss.send(Signal.END)
+        self._boss.thread.join(_STOP_WAIT)
+
+    # -- control
+    def halt(self):
+        self._boss.send(Signal.HALT)
+
+    def resume(self):
+        self._boss.send(Signal.RESUME)
+
+    def stop(self, now=False):
+        self._boss.send(Signal.STOP_RIGHTNOW if now else Signal.STOP)
+
+    def send(self, signal: Signal):
+        """Send any Signal on the Boss's control pipe."""
+        if not isinstance(signal, Signal):
+            raise TypeError(f"expected an nbpar.Signal, got {describe(signal)}")
+        if signal is Signal.SEND_REPORT:
+            return self.report()
+        self._boss.send(signal)
+
+    def report(self) -> Report:
+        """A snapshot of the latest map and the workers, at any moment, from any thread."""
+        return self._boss.report()
+
+    def get_exit_results(self) -> list:
+        return list(self.report().exit_results)
+
+    def set_shared_objects(self, shared_objects):
+        """Replace the shared objects for the next map; kept-alive workers, which hold the
+        old ones, are retired first and replaced when work comes."""
+        self._check_idle("set_shared_objects")
+        prepared = self._backend.prepare(shared_objects)  # pickling errors surface here
+        self.shared_objects = shared_objects
+        self._flags["use_shared"] = shared_objects is not None
+        self._boss.reshare(prepared)
+
+    def _check_idle(self, what):
+        if self._state.jobs:
+            raise RuntimeError(f"{what} cannot be called while a map runs")
+
+    # -- the map family
+    def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+            iterable_len=None, limit=None, report=None, checkpoint=None):
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=False)
+        self._run(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                iterable_len=None, limit=None, report=None, checkpoint=None):
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=True)
+        self._run(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                      iterable_len=None, limit=None, report=None, checkpoint=None):
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=False)
+        self._run(job, progress_bar)
+        return job.ledger.completion_order()
+
+    def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
+             iterable_len=None, limit=None):
+        return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
+                            progress_bar=progress_bar)
+
+    def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                       iterable_len=None, limit=None):
+        return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
+                            progress_bar=progress_bar)
+
+    def apply_async(self, func, args=(), kwargs=None) -> AsyncResult:
+        return AsyncResult(self.submit(func, *args, **(kwargs or {})))
+
+    def submit(self, func, *args, **kwargs) -> Future:
+        _check_func(func)
+        future: Future = Future()
+        call = _Call(func, kwargs) if kwargs else func
+        job = self._new_job(call, iter([(0, args)]), total=1, streaming=True, star=True,
+                            items=[args], handle=FutureHandle(call, future))
+        job.func_name = _func_name(func)
+        self._submit(job)
+        return future
+
+    # -- building jobs
+    def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star):
+        _check_func(func)
+        _check_chunk_size(chunk_size)
+        if report is not None:
+            return self._continue_job(func, report, chunk_size, limit, star)
+        if iterable is None:
+            raise TypeError("map needs an iterable (or report= to continue a stopped map)")
+        items = list(iterable)
+        job = self._new_job(func, enumerate(items), total=len(items), streaming=False,
+                            star=star, items=items, chunk_size=chunk_size, limit=limit)
+        return job
+
+    def _continue_job(self, func, report, chunk_size, limit, star):
+        if not isinstance(report, Report):
+            raise TypeError(f"report must be an nbpar.Report, got {describe(report)}")
+        name = _func_name(func)
+        if report.func_name and report.func_name != name:
+            raise ValueError(f"this report is from a map of {report.func_name}, not of {name}: "
+                             f"continue it with the same function")
+        if report.rest is not None:
+            raise ValueError("this report is from an iterator map (imap): its results went to "
+                             "its consumer, so it cannot be continued as a list")
+        pairs = list(zip(report.pending_indices, report.pending))
+        job = self._new_job(func, iter(pairs), total=report.total, streaming=False,
+                            star=star, items=dict(pairs), prior=report.results,
+                            chunk_size=chunk_size, limit=limit)
+        return job
+
+    def _new_job(self, func, source, *, total, streaming, star=False, items=None,
+                 prior=None, chunk_size=None, limit=None, handle=None, keep_results=True):
+        ledger = Ledger(total, items, prior, keep_results)
+        job = st.Job(next(self._job_ids), func, source, ledger, total=total, star=star,
+                     streaming=streaming, chunker=AdaptiveChunker(chunk_size), limit=limit,
+                     func_name=_func_name(func))
+        job.handle = handle or JobHandle(func, streaming)
+        return job
+
+    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
+        _check_func(func)
+        _check_chunk_size(chunk_size)
+        total = iterable_len
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        source = enumerate(iter(iterable))
+        job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
+                            limit=limit, keep_results=False)
+        job.ledger.rest = source
+        job.max_ahead = max(1024, 8 * self.n_jobs * (chunk_size or 1))
+        self._submit(job)
+        return self._iterate(job, ordered, progress_bar)
+
+    def _iterate(self, job, ordered, progress_bar):
+        handle = job.handle
+        bar = self._progress(job, progress_bar)
+        finished = False
+        try:
+            waiting: dict = {}
+            next_index = 0
+            for indices, results in handle.chunks():
+                if not ordered:
+                    yield from results
+                    self._boss.consumed(job.id, len(results))
+                    continue
+                for index, value in zip(indices, results):
+                    waiting[index] = value
+                n = 0
+                while next_index in waiting:
+                    yield waiting.pop(next_index)
+                    next_index += 1
+                    n += 1
+                if n:
+                    self._boss.consumed(job.id, n)
+            finished = True
+        except KeyboardInterrupt:
+            self._interrupt(handle)
+            raise
+        finally:
+            if not finished and not handle.done:
+                self._boss.cancel(job.id)
+            if bar is not None:
+                bar.close()
+
+    # -- running
+    def _submit(self, job):
+        if self._closed:
+            raise RuntimeError("the pool is closed: it takes no new work")
+        self._boss.submit(job)
+
+    def _run(self, job, progress_bar=False):
+        self._submit(job)
+        handle = job.handle
+        bar = self._progress(job, progress_bar)
+        try:
+            handle.wait()
+        except KeyboardInterrupt:
+            self._interrupt(handle)
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if handle.error is not None:
+            raise handle.error
+
+    def _interrupt(self, handle):
+        """Ctrl-C / Jupyter's interrupt: kill the running tasks now, keep what finished."""
+        self._boss.send(Signal.STOP_RIGHTNOW)
+        handle.wait(_STOP_WAIT)
+
+    def _progress(self, job, progress_bar):
+        if not progress_bar:
+            return None
+        from .ui.progress import ProgressBar
+        return ProgressBar(self, job.total)
+
+    def _make_setup(self, worker_id):
+        if self._encoded_hooks is None:
+            if self.start_method == "threading":
+                self._encoded_hooks = self._hooks
+            else:
+                import cloudpickle
+                self._encoded_hooks = tuple(
+                    cloudpickle.dumps(h) if h is not None else None for h in self._hooks)
+        init, exit_ = self._encoded_hooks
+        return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
+                           **self._flags)
+
+    def __repr__(self):
+        return (f"WorkerPool(n_jobs={self.n_jobs}, start_method={self.start_method!r}, "
+                f"status={self.report().status!r})")
+
+
+def _noop(*args):
+    return None
+
+
+def _check_func(func):
+    if not callable(func):
+        raise TypeError(f"func must be callable, got {describe(func)} "
+                        f"(a {type(func).__name__})")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(f"func {_func_name(func)} is a generator function: each call would "
+                        f"return an unconsumed generator; wrap it, e.g. lambda x: list(f(x))")
+    if inspect.iscoroutinefunction(func):
+        raise TypeError(f"func {_func_name(func)} is a coroutine function: each call would "
+                        f"return an unawaited coroutine; wrap it with asyncio.run")
+
+
+def _check_chunk_size(chunk_size):
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size must be a whole number >= 1 (or None), got "
+                         f"{chunk_size!r}")
+
+
+def _shutdown(boss):
+    """A pool dropped without close(): end its Boss and workers anyway."""
+    boss.send(Signal.STOP_RIGHTNOW)
+    boss.send(Signal.END)
+    if boss.thread is not threading.current_thread():
+        boss.thread.join(_STOP_WAIT)

@@ -1,0 +1,174 @@
+"""Immutable snapshots of a map: what the Boss publishes and everything else reads.
+
+A `Ledger` holds a map's results as they arrive: write-once slots plus an append-only log of
+which indices finished, in completion order. A `Report` captures the log's length, so it stays
+a true snapshot while the map goes on, and it is cheap to take at 10 Hz even for a million
+items: `results` and `pending` are computed only when read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker as the Boss sees it."""
+
+    id: int
+    pid: int | None
+    state: str  # "starting" | "idle" | "busy" | "retiring" | "dead"
+    tasks_done: int
+    busy: float  # seconds spent running tasks
+    current_item: Any = None
+    current_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """A task that failed: what it was, where, and why."""
+
+    item: Any
+    index: int | None
+    type: str
+    message: str
+    traceback: str
+    worker_id: int | None
+
+
+class Ledger:
+    """Results of one map, written by the Boss thread only.
+
+    `items_by_index` gives the input item of an index (a list for a fresh map, a dict for a
+    continued one); a lazy map (imap) instead keeps only the items read but not finished, and
+    does not keep results (they go to its consumer).
+    """
+
+    def __init__(self, total, items_by_index=None, prior=None, keep_results=True):
+        self.total = total
+        self.keep_results = keep_results
+        self.items_by_index = items_by_index
+        self.slots = [_MISSING] * total if (keep_results and total is not None) else {}
+        self.log: list = []  # index collections, completion order
+        self.done = 0
+        self.unfinished: dict | None = None if items_by_index is not None else {}
+        self.rest: Iterator | None = None  # unread part of a lazy source
+        if prior:
+            for index, value in prior.items():
+                self.slots[index] = value
+            self.log.append(tuple(prior))
+            self.done = len(prior)
+
+    def note_read(self, index, item):
+        if self.unfinished is not None:
+            self.unfinished[index] = item
+
+    def record(self, indices, results):
+        if self.keep_results:
+            slots = self.slots
+            if isinstance(indices, range) and isinstance(slots, list) and indices.step == 1:
+                slots[indices.start:indices.stop] = results
+            else:
+                for index, value in zip(indices, results):
+                    slots[index] = value
+        if self.unfinished is not None:
+            for index in indices:
+                self.unfinished.pop(index, None)
+        self.log.append(indices)
+        self.done += len(results)
+
+    def view(self, pending_hint):
+        """A frozen view of what finished so far (see Report)."""
+        unfinished = dict(self.unfinished) if self.unfinished is not None else None
+        return _LedgerView(self, len(self.log), unfinished, pending_hint)
+
+    def ordered_results(self):
+        return list(self.slots) if isinstance(self.slots, list) else [
+            self.slots[i] for i in sorted(self.slots)]
+
+    def completion_order(self):
+        return [self.slots[i] for indices in self.log for i in indices]
+
+
+@dataclass(frozen=True, slots=True)
+class _LedgerView:
+    ledger: Ledger
+    upto: int
+    unfinished: dict | None
+    pending_hint: tuple  # indices known to be pending for a materialized map, or ()
+
+    def done_indices(self):
+        return {i for indices in self.ledger.log[:self.upto] for i in indices}
+
+    def results(self):
+        if not self.ledger.keep_results:
+            return {}
+        slots = self.ledger.slots
+        return {i: slots[i] for indices in self.ledger.log[:self.upto] for i in indices}
+
+    def pending(self):
+        led = self.ledger
+        if self.unfinished is not None:
+            return sorted(self.unfinished.items(), key=lambda kv: kv[0])
+        done = self.done_indices()
+        source = led.items_by_index
+        keys = range(led.total) if isinstance(source, list) else sorted(source)
+        return [(i, source[i]) for i in keys if i not in done]
+
+
+@dataclass(frozen=True)
+class Report:
+    """A snapshot of a map and of the pool's workers.
+
+    `status` is one of "idle", "running", "halted", "finished", "stopped", "failed".
+    `results` maps index -> result for what finished; `pending` lists the items not yet run,
+    in input order (`pending_indices` their indices). For an iterator map (imap), results
+    go to the consumer and are not kept here, and `pending` holds only the items already
+    read: the unread rest of the input is carried along for `pool.map(func, report=...)`.
+    """
+
+    status: str
+    total: int | None
+    done: int
+    failed: int
+    elapsed: float
+    workers: tuple = ()
+    errors: tuple = ()
+    exit_results: tuple = ()
+    func_name: str | None = None
+    job_id: int | None = None
+    _view: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def results(self) -> dict:
+        return self._view.results() if self._view is not None else {}
+
+    @property
+    def pending(self) -> list:
+        return [item for _, item in self._pending_pairs()]
+
+    @property
+    def pending_indices(self) -> list:
+        return [index for index, _ in self._pending_pairs()]
+
+    def _pending_pairs(self):
+        return self._view.pending() if self._view is not None else []
+
+    @property
+    def rest(self):
+        """The unread part of a lazy input (an iterator), or None."""
+        return self._view.ledger.rest if self._view is not None else None
+
+    def __str__(self):
+        total = "?" if self.total is None else self.total
+        lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
+                 f"{self.elapsed:.2f} s"]
+        for w in self.workers:
+            lines.append(f"  worker {w.id} pid {w.pid} {w.state}: {w.tasks_done} tasks, "
+                         f"{w.busy:.2f} s busy")
+        for e in self.errors:
+            lines.append(f"  error at index {e.index}: {e.type}: {e.message}")
+        return "\n".join(lines)

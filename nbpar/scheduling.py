@@ -1,0 +1,89 @@
+"""Scheduling policies: what may start now, and how many items go in one batch.
+
+Schedulers are pure policies the Boss consults before every start decision; they see only
+views of the pending work and of what runs, never processes or pipes, so they are tested as
+tables. The unit of "running" is a worker busy with a map's work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Running:
+    """What runs now: how many workers are busy, in all and per map."""
+
+    total: int = 0
+    by_job: dict = field(default_factory=dict)
+
+
+class Scheduler:
+    """Base policy: decides how many more workers may start work of a map.
+
+    Subclass it and override `capacity`; return None for no limit. `history` is the list of
+    past reports of the pool (finished maps), for policies that learn from them.
+    """
+
+    def capacity(self, job, running: Running, history=()) -> int | None:
+        return None
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class MaxThreadsScheduler(Scheduler):
+    """At most `n` tasks run at once across every map of the pool."""
+
+    def __init__(self, n: int):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"MaxThreadsScheduler needs a whole number >= 1, got {n!r}")
+        self.n = n
+
+    def capacity(self, job, running, history=()):
+        return max(0, self.n - running.total)
+
+    def __repr__(self):
+        return f"MaxThreadsScheduler({self.n})"
+
+
+class AdaptiveChunker:
+    """Batch sizes grown from measured task times so a batch takes ~`target` seconds.
+
+    Starts at one item (nothing is known yet), grows at most `growth` times per batch, and
+    never gives one worker more than its share of what remains, so the tail stays balanced.
+    A fixed `chunk_size` bypasses all of it.
+    """
+
+    target = 0.02
+    growth = 8
+    prefetch_below = 0.05  # a second batch is queued on a worker only for short batches
+
+    def __init__(self, fixed: int | None = None):
+        self.fixed = fixed
+        self.per_item: float | None = None
+        self.last = 0
+
+    def observe(self, n_items: int, elapsed: float) -> None:
+        if n_items <= 0:
+            return
+        sample = max(elapsed, 1e-9) / n_items
+        if self.per_item is None:
+            self.per_item = sample
+        else:  # weighted towards the newer, larger batches
+            self.per_item = 0.5 * self.per_item + 0.5 * sample
+
+    def next_size(self, remaining: int | None, n_workers: int) -> int:
+        if self.fixed is not None:
+            return self.fixed
+        if self.per_item is None:
+            size = 1
+        else:
+            size = max(1, min(int(self.target / self.per_item), max(self.last, 1) * self.growth))
+        if remaining is not None:
+            size = max(1, min(size, -(-remaining // (2 * max(n_workers, 1)))))
+        self.last = size
+        return size
+
+    def may_prefetch(self, size: int) -> bool:
+        return self.per_item is not None and size * self.per_item < self.prefetch_below

@@ -1,0 +1,219 @@
+"""How shared objects reach workers once, and the board where workers mark their progress.
+
+- fork: nothing is pickled; workers inherit the objects copy-on-write.
+- forkserver: the objects are pickled once, sent to the fork server, unpickled there once, and
+  every worker forked from the server shares them copy-on-write.
+- spawn: the same pickled bytes reach each worker once, when it starts.
+- threading: the very same objects.
+
+Under spawn and forkserver, NumPy arrays anywhere in the objects go to shared memory (the bytes
+carry only their names), and `multiprocessing` locks, `Array` and `Value` travel the way
+multiprocessing itself passes them to a child it starts: locks by name, memory arenas by file
+descriptor. A lock made by the default *fork* context has no name (the stdlib unlinks it at
+once and refuses to send it anywhere else); such a lock is given a named semaphore in place, in
+the caller, so the caller and every worker keep using one and the same lock.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import pickle
+import sys
+import weakref
+from multiprocessing import context as _mp_context
+
+_received_fds: list[int] = []  # fds that came with the packed objects, in this process
+_attached: list = []  # shared-memory segments this process maps for its shared objects
+
+
+class Packed:
+    """Shared objects pickled once, with the fds they need, ready to travel to a new process."""
+
+    def __init__(self, data: bytes, fds: list[int], segments=()):
+        self.data = data
+        self.fds = fds
+        self.segments = list(segments)  # caller side only: SharedMemory objects to unlink
+
+    def __reduce__(self):  # pickled by multiprocessing while it spawns a worker
+        from multiprocessing import reduction
+        return (_rebuild_packed, (self.data, [reduction.DupFd(fd) for fd in self.fds]))
+
+    def release(self):
+        """Unlink the shared-memory segments (caller side)."""
+        for seg in self.segments:
+            _unlink(seg)
+        self.segments.clear()
+
+
+def _rebuild_packed(data, dupfds):
+    return Packed(data, [d.detach() for d in dupfds])
+
+
+def _unlink(seg):
+    try:
+        seg.close()
+    except Exception:  # noqa: BLE001 - a view still alive keeps the mapping; unlink anyway
+        pass
+    try:
+        seg.unlink()
+    except FileNotFoundError:
+        pass
+
+
+class _FdSlot:
+    """An fd inside packed bytes: its position in the list that travels beside them."""
+
+    def __init__(self, ind):
+        self.ind = ind
+
+    def detach(self):
+        return _received_fds[self.ind]
+
+
+class _Collector:
+    """Stands in for multiprocessing's spawning Popen while we pickle shared objects."""
+
+    DupFd = _FdSlot
+
+    def __init__(self):
+        self.fds: list[int] = []
+
+    def duplicate_for_child(self, fd):
+        self.fds.append(fd)
+        return len(self.fds) - 1
+
+
+def pack(obj) -> Packed:
+    """Pickle shared objects once for spawn/forkserver workers."""
+    import cloudpickle
+    from multiprocessing import synchronize
+
+    collector = _Collector()
+    segments = []
+
+    class SharedPickler(cloudpickle.CloudPickler):
+        def reducer_override(self, value):
+            if isinstance(value, synchronize.SemLock) and getattr(value, "_is_fork_ctx", False):
+                _name_semaphore(value)
+            elif _is_array(value):
+                return _array_to_shm(value, segments)
+            return super().reducer_override(value)
+
+    buf = io.BytesIO()
+    _mp_context.set_spawning_popen(collector)
+    try:
+        SharedPickler(buf, protocol=5).dump(obj)
+    except Exception:
+        for seg in segments:
+            _unlink(seg)
+        raise
+    finally:
+        _mp_context.set_spawning_popen(None)
+    return Packed(buf.getvalue(), collector.fds, segments)
+
+
+def unpack(obj):
+    """In a worker or the fork server: the shared objects back from `pack`."""
+    if not isinstance(obj, Packed):
+        return obj
+    _received_fds[:] = obj.fds
+    return pickle.loads(obj.data)
+
+
+def _is_array(value) -> bool:
+    np = sys.modules.get("numpy")
+    return (np is not None and type(value) is np.ndarray and value.nbytes > 0
+            and not value.dtype.hasobject)
+
+
+def _array_to_shm(arr, segments):
+    from multiprocessing import shared_memory
+    seg = shared_memory.SharedMemory(create=True, size=arr.nbytes)
+    segments.append(seg)
+    np = sys.modules["numpy"]
+    view = np.ndarray(arr.shape, dtype=arr.dtype, buffer=seg.buf)
+    view[...] = arr
+    del view
+    return (_attach_array, (seg.name, arr.shape, arr.dtype.str))
+
+
+def _attach_array(name, shape, dtype):
+    import numpy as np
+    seg = attach_shm(name)
+    _attached.append(seg)
+    arr = np.ndarray(shape, dtype=np.dtype(dtype), buffer=seg.buf)
+    arr.flags.writeable = False  # shared by every worker: writes would reach them all
+    return arr
+
+
+def attach_shm(name):
+    """Map an existing segment without registering it with this process's resource tracker
+    (the caller owns it and unlinks it; a worker must not)."""
+    from multiprocessing import resource_tracker, shared_memory
+    register = resource_tracker.register
+    resource_tracker.register = lambda *args, **kwargs: None
+    try:
+        return shared_memory.SharedMemory(name=name)
+    finally:
+        resource_tracker.register = register
+
+
+def _name_semaphore(lock):
+    """Give a fork-context lock a named semaphore, in place, so other processes can open it."""
+    import _multiprocessing
+    from multiprocessing import resource_tracker, synchronize, util
+
+    old = lock._semlock
+    new = _multiprocessing.SemLock(old.kind, old._get_value(), old.maxvalue,
+                                   synchronize.SemLock._make_name(), False)
+    resource_tracker.register(new.name, "semaphore")
+    util.Finalize(lock, synchronize.SemLock._cleanup, (new.name,), exitpriority=0)
+    lock._semlock = new
+    lock._make_methods()
+    lock._is_fork_ctx = False
+
+
+# ----------------------------------------------------------------------------- progress
+
+class ProgressBoard:
+    """One 8-byte slot per worker where it writes its position in the current batch, so the
+    Boss can name the very item a crashed worker was running and show the current item."""
+
+    def __init__(self, n: int, named: bool):
+        self.n = n
+        self._segment = None
+        if named:
+            from multiprocessing import shared_memory
+            self._segment = shared_memory.SharedMemory(create=True, size=8 * n)
+            self._buf = self._segment.buf
+            self.handle = self._segment.name
+            self._finalizer = weakref.finalize(self, _unlink, self._segment)
+        else:
+            self._map = mmap.mmap(-1, 8 * n)  # anonymous and shared: inherited through fork
+            self._buf = memoryview(self._map)
+            self.handle = self._map
+        self.slots = self._buf.cast("q")
+
+    def __getitem__(self, worker_id):
+        return self.slots[worker_id]
+
+    def close(self):
+        self.slots.release()
+        if self._segment is not None:
+            self._buf = None
+            self._finalizer()
+        else:
+            self._buf.release()
+            self._map.close()
+
+    @staticmethod
+    def attach(handle):
+        """In a worker: a writable view of the slots."""
+        if handle is None:
+            return [0] * 1024
+        if isinstance(handle, str):
+            seg = attach_shm(handle)
+            _attached.append(seg)
+            return seg.buf.cast("q")
+        return memoryview(handle).cast("q")

@@ -1,0 +1,735 @@
+"""The Boss's state as a pure state machine: events in, instructions out.
+
+Nothing here touches a pipe, a process, a thread or a clock: the Boss (boss.py) turns what it
+hears into events, passes the time along, and carries out the instructions it gets back. So the
+whole table -- dispatch, batching, HALT/STOP, crashes, timeouts, retirement -- is unit-tested
+without starting anything.
+
+Worker slots are the pool's worker ids 0..n-1; a slot whose process dies is refilled under the
+same id. A map is a `Job`; a batch of its items handed to one worker is a `TaskBatch`. A job
+ends when nothing of it is in flight and either its input is exhausted or it was stopped or
+failed; it then yields one `FinishJob`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal as _signal
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
+                     describe, rebuild, where)
+from .reports import Report, TaskError, WorkerInfo
+from .scheduling import AdaptiveChunker, Running, Scheduler
+from .signals import Signal
+
+
+# ----------------------------------------------------------------------------- the work
+
+@dataclass(eq=False)
+class Job:
+    """One map (or one submitted call) as the Boss tracks it."""
+
+    id: int
+    func: Callable
+    source: Any  # iterator of (index, item)
+    ledger: Any  # reports.Ledger
+    total: int | None = None
+    star: bool = False
+    streaming: bool = False  # deliver results as they come (imap, submit) rather than at the end
+    chunker: AdaptiveChunker = field(default_factory=AdaptiveChunker)
+    max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
+    limit: Any = None
+    func_name: str = ""
+    handle: Any = None  # the caller's side of this map (opaque here)
+    # live state
+    status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
+    requeued: deque = field(default_factory=deque)
+    in_flight: dict = field(default_factory=dict)
+    exhausted: bool = False
+    stopping: str | None = None  # None | "stop" | "failed"
+    error: BaseException | None = None
+    errors: list = field(default_factory=list)
+    failed: int = 0
+    read: int = 0
+    consumed: int = 0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("pending", "running")
+
+    def in_flight_items(self) -> int:
+        return sum(len(b.items) for b in self.in_flight.values())
+
+
+@dataclass(eq=False, slots=True)
+class TaskBatch:
+    batch_id: int
+    job: Job
+    indices: Any  # range or tuple of input indices
+    items: list
+    worker_id: int
+    started_at: float | None = None
+
+
+@dataclass(eq=False)
+class WorkerSlot:
+    id: int
+    state: str = "dead"  # "starting" | "idle" | "busy" | "retiring" | "dead"
+    pid: int | None = None
+    queue: deque = field(default_factory=deque)
+    tasks_done: int = 0
+    busy: float = 0.0
+    since_start: int = 0  # tasks done by the current process (max_tasks_per_worker)
+    funcs: set = field(default_factory=set)
+    kill_reason: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.state != "dead"
+
+    def queued_items(self) -> int:
+        return sum(len(b.items) for b in self.queue)
+
+
+# ----------------------------------------------------------------------------- events
+
+@dataclass(frozen=True, slots=True)
+class JobSubmitted:
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerReady:
+    worker_id: int
+    pid: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchDone:
+    worker_id: int
+    batch_id: int
+    results: list
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchFailed:
+    """A task raised (or its result would not pickle): `results` holds what finished before."""
+
+    worker_id: int
+    batch_id: int
+    results: list
+    error: Any  # ErrorPayload from a worker, or an exception built on this side
+    elapsed: float
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchFailed:
+    """A batch could not be sent (its items do not pickle); the worker never saw it."""
+
+    worker_id: int
+    batch_id: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerDied:
+    worker_id: int
+    exitcode: int | None
+    position: int | None = None  # where in its current batch the worker was
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailed:
+    """The backend could not start a worker at all."""
+
+    worker_id: int
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class CancelJob:
+    """Stop one map only (its consumer went away, or its future was cancelled)."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reshare:
+    """New shared objects (already packed): retire every worker, then apply them."""
+
+    prepared: Any
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInitFailed:
+    worker_id: int
+    error: ErrorPayload
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerExited:
+    """worker_exit ran (or raised); the process is about to end."""
+
+    worker_id: int
+    result: Any
+    error: ErrorPayload | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignalReceived:
+    signal: Signal
+    reply: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlinePassed:
+    worker_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Nothing arrived, but time passed (a task deadline may have come)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsConsumed:
+    job_id: int
+    n: int
+
+
+# ----------------------------------------------------------------------------- instructions
+
+@dataclass(frozen=True, slots=True)
+class StartWorker:
+    worker_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    worker_id: int
+    batch: TaskBatch
+    send_func: bool
+    queued: bool  # the worker is still busy: this batch waits behind another
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetFunc:
+    worker_id: int
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class KillWorker:
+    worker_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetireWorker:
+    worker_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    job: Job
+    indices: Any
+    results: list
+
+
+@dataclass(frozen=True, slots=True)
+class FinishJob:
+    job: Job
+    error: BaseException | None
+    report: Report | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    reply: Any
+    report: Report
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyShared:
+    prepared: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Shutdown:
+    pass
+
+
+# ----------------------------------------------------------------------------- the machine
+
+def describe_exit(exitcode) -> str:
+    """'exit code 3' or 'signal SIGSEGV(-11)', the way a user can look it up."""
+    if exitcode is None:
+        return "unknown exit status"
+    if exitcode < 0:
+        try:
+            name = _signal.Signals(-exitcode).name
+        except ValueError:
+            name = "signal"
+        return f"killed by signal {name}({exitcode})"
+    return f"exit code {exitcode}"
+
+
+class BossState:
+    """Everything the Boss knows; `handle(event, now)` returns what to do next."""
+
+    def __init__(self, n_workers: int, *, scheduler: Scheduler | None = None,
+                 keep_alive: bool = False, task_timeout: float | None = None,
+                 max_tasks_per_worker: int | None = None, positions=None):
+        self.slots = [WorkerSlot(i) for i in range(n_workers)]
+        self.scheduler = scheduler or Scheduler()
+        self.keep_alive = keep_alive
+        self.task_timeout = task_timeout
+        self.max_tasks = max_tasks_per_worker
+        self.positions = positions  # worker id -> position in its batch (read-only view)
+        self.jobs: list[Job] = []  # active, in submission order
+        self.history: list[Report] = []
+        self.last_job: Job | None = None
+        self.halted = False
+        self.ending = False
+        self.listening = True
+        self.shut_down = False
+        self.held: list[Job] = []  # finished jobs waiting for their workers to retire
+        self.exit_results: list = []
+        self.exit_error: BaseException | None = None
+        self._batch_ids = itertools.count()
+        self._pending_kills: list[int] = []  # slots to kill, found while failing a map
+        self.init_broken = False  # worker_init failed: start no worker until new work comes
+        self.resharing: list = []  # new shared objects waiting for the old workers to go
+
+    # -- entry point
+    def handle(self, event, now: float) -> list:
+        out: list = []
+        getattr(self, "_on_" + type(event).__name__)(event, now, out)
+        self._advance(now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        if self.task_timeout is None:
+            return None
+        starts = [s.queue[0].started_at for s in self.slots
+                  if s.queue and s.queue[0].started_at is not None and s.kill_reason is None]
+        return min(starts) + self.task_timeout if starts else None
+
+    def overdue(self, now: float) -> list[int]:
+        if self.task_timeout is None:
+            return []
+        return [s.id for s in self.slots if s.queue and s.kill_reason is None
+                and s.queue[0].started_at is not None
+                and now >= s.queue[0].started_at + self.task_timeout]
+
+    # -- events
+    def _on_JobSubmitted(self, ev, now, out):
+        job = ev.job
+        if self.ending:
+            job.status = "failed"
+            out.append(FinishJob(job, RuntimeError("the pool is closed: it takes no new work"),
+                                 self.report(job, now)))
+            return
+        job.status = "running"
+        job.started_at = now
+        self.init_broken = False
+        self.jobs.append(job)
+        self.last_job = job
+
+    def _on_WorkerReady(self, ev, now, out):
+        slot = self.slots[ev.worker_id]
+        if slot.state == "starting":
+            slot.state = "idle"
+            slot.pid = ev.pid
+
+    def _on_BatchDone(self, ev, now, out):
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        if batch is None:
+            return
+        self._account(slot, batch, len(ev.results), ev.elapsed)
+        batch.job.chunker.observe(len(batch.items), ev.elapsed)
+        self._record(batch.job, batch.indices, ev.results, out)
+
+    def _on_BatchFailed(self, ev, now, out):
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        if batch is None:
+            return
+        n = len(ev.results)
+        self._account(slot, batch, n + 1, ev.elapsed)
+        job = batch.job
+        if n:
+            self._record(job, batch.indices[:n], ev.results, out)
+        index, item = batch.indices[n], batch.items[n]
+        place = where(item, index, ev.worker_id)
+        exc = (rebuild(ev.error, where=place) if isinstance(ev.error, ErrorPayload)
+               else _noted(ev.error, place))
+        self._task_error(job, item, index, ev.worker_id, exc)
+
+    def _on_DispatchFailed(self, ev, now, out):
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        if batch is None:
+            return
+        item = getattr(ev.error, "item", batch.items[0])
+        index = getattr(ev.error, "index", batch.indices[0])
+        self._task_error(batch.job, item, index, ev.worker_id, ev.error)
+
+    def _on_WorkerDied(self, ev, now, out):
+        slot = self.slots[ev.worker_id]
+        reason, was = slot.kill_reason, slot.state
+        batches = list(slot.queue)
+        slot.queue.clear()
+        slot.state, slot.pid, slot.kill_reason = "dead", None, None
+        slot.funcs.clear()
+        slot.since_start = 0
+        if batches and reason is None and was != "retiring":
+            culprit = batches.pop(0)
+            pos = ev.position if ev.position is not None and ev.position < len(culprit.items) else 0
+            item, index = culprit.items[pos], culprit.indices[pos]
+            exc = WorkerDiedError(
+                f"worker {ev.worker_id} died ({describe_exit(ev.exitcode)}) while running item "
+                f"{describe(item)} (index {index}); the pool replaces it",
+                worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
+            culprit.job.in_flight.pop(culprit.batch_id, None)
+            self._task_error(culprit.job, item, index, ev.worker_id, exc)
+        elif was == "starting" and reason is None:
+            self.init_broken = True
+            exc = WorkerDiedError(
+                f"worker {ev.worker_id} died while starting ({describe_exit(ev.exitcode)}), "
+                f"before or during worker_init", worker_id=ev.worker_id, exitcode=ev.exitcode)
+            for job in list(self.jobs):
+                self._fail(job, exc)
+        for batch in batches:  # never started, or interrupted: back to their map
+            job = batch.job
+            job.in_flight.pop(batch.batch_id, None)
+            if job.active and not job.stopping:
+                job.requeued.extendleft(reversed(list(zip(batch.indices, batch.items))))
+
+    def _on_WorkerInitFailed(self, ev, now, out):
+        exc = rebuild(ev.error, where=f"raised in worker_init on worker {ev.worker_id}")
+        for job in list(self.jobs):
+            self._fail(job, exc)
+        self.slots[ev.worker_id].kill_reason = "init_failed"
+        self.init_broken = True
+
+    def _on_StartFailed(self, ev, now, out):
+        self.slots[ev.worker_id].state = "dead"
+        self.init_broken = True
+        for job in list(self.jobs):
+            self._fail(job, ev.error)
+
+    def _on_CancelJob(self, ev, now, out):
+        for job in self.jobs:
+            if job.id == ev.job_id and not job.stopping:
+                job.stopping = "stop"
+
+    def _on_Reshare(self, ev, now, out):
+        self.resharing.append(ev.prepared)
+
+    def _on_WorkerExited(self, ev, now, out):
+        self.exit_results.append(ev.result)
+        if ev.error is not None and self.exit_error is None:
+            self.exit_error = rebuild(ev.error,
+                                      where=f"raised in worker_exit on worker {ev.worker_id}")
+
+    def _on_SignalReceived(self, ev, now, out):
+        sig = ev.signal
+        if sig is Signal.HALT:
+            self.halted = True
+        elif sig is Signal.RESUME:
+            self.halted = False
+        elif sig is Signal.SEND_REPORT:
+            out.append(Reply(ev.reply, self.report(None, now)))
+        elif sig in (Signal.STOP, Signal.STOP_RIGHTNOW):
+            for job in self.jobs:
+                job.stopping = job.stopping or "stop"
+            if sig is Signal.STOP_RIGHTNOW:
+                for slot in self.slots:
+                    if slot.queue:
+                        self._kill(slot, "stop", out)
+        elif sig is Signal.END:
+            self.ending = True
+        elif sig is Signal.STOP_LISTENING:
+            self.ending = True
+            self.listening = False
+
+    def _on_DeadlinePassed(self, ev, now, out):
+        slot = self.slots[ev.worker_id]
+        if not slot.queue or slot.kill_reason is not None:
+            return
+        batch = slot.queue[0]
+        item, index = batch.items[0], batch.indices[0]
+        exc = TaskTimeoutError(
+            f"item {describe(item)} (index {index}) ran longer than task_timeout="
+            f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
+        self._task_error(batch.job, item, index, slot.id, exc)
+        self._kill(slot, "timeout", out)
+
+    def _on_Tick(self, ev, now, out):
+        pass
+
+    def _on_ResultsConsumed(self, ev, now, out):
+        for job in self.jobs:
+            if job.id == ev.job_id:
+                job.consumed += ev.n
+
+    # -- helpers
+    def _pop_batch(self, worker_id, batch_id, now):
+        slot = self.slots[worker_id]
+        for batch in slot.queue:
+            if batch.batch_id == batch_id:
+                slot.queue.remove(batch)
+                break
+        else:
+            return slot, None
+        batch.job.in_flight.pop(batch_id, None)
+        if slot.queue:
+            slot.queue[0].started_at = slot.queue[0].started_at or now
+        elif slot.state == "busy":
+            slot.state = "idle"
+        return slot, batch
+
+    def _account(self, slot, batch, n, elapsed):
+        slot.tasks_done += n
+        slot.since_start += n
+        slot.busy += elapsed
+
+    def _record(self, job, indices, results, out):
+        job.ledger.record(indices, results)
+        if job.streaming and job.active:
+            out.append(Deliver(job, indices, results))
+
+    def _task_error(self, job, item, index, worker_id, exc):
+        cause = exc.__cause__
+        job.errors.append(TaskError(item, index, type(exc).__name__, str(exc),
+                                    getattr(cause, "tb", "") or "", worker_id))
+        job.failed += 1
+        self._fail(job, exc)
+
+    def _fail(self, job, exc):
+        if not job.active:
+            return
+        if job.error is None:
+            job.error = exc
+        job.stopping = "failed"
+        job.requeued.clear()
+        for slot in self.slots:  # the rest of the map stops: its in-flight work is cut short
+            if any(b.job is job for b in slot.queue) and slot.kill_reason is None:
+                slot.kill_reason = "cancel"
+                self._pending_kills.append(slot.id)
+
+    def _kill(self, slot, reason, out):
+        if slot.state == "dead":
+            return
+        slot.kill_reason = slot.kill_reason or reason
+        out.append(KillWorker(slot.id))
+
+    # -- advancing
+    def _advance(self, now, out):
+        for wid in self._pending_kills:
+            if self.slots[wid].alive:
+                out.append(KillWorker(wid))
+        self._pending_kills.clear()
+        for wid in self.overdue(now):
+            self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
+        self._dispatch(now, out)
+        self._finish_jobs(now, out)
+        self._manage_workers(now, out)
+
+    def _running(self) -> Running:
+        by_job: dict = {}
+        total = 0
+        for slot in self.slots:
+            if slot.queue:
+                total += 1
+                jid = slot.queue[0].job.id
+                by_job[jid] = by_job.get(jid, 0) + 1
+        return Running(total, by_job)
+
+    def _dispatch(self, now, out):
+        if self.halted or not self.jobs:
+            return
+        n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
+        for slot in sorted(self.slots, key=lambda s: len(s.queue)):
+            while slot.state in ("idle", "busy") and slot.kill_reason is None:
+                if not self._give_batch(slot, now, n_ready, out):
+                    break
+
+    def _give_batch(self, slot, now, n_ready, out) -> bool:
+        queued = bool(slot.queue)
+        if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
+            return False
+        quota = None
+        if self.max_tasks is not None:
+            quota = self.max_tasks - slot.since_start - slot.queued_items()
+            if quota <= 0:
+                return False
+        running = self._running()
+        for job in self.jobs:
+            if job.stopping or (job.exhausted and not job.requeued):
+                continue
+            if queued and slot.queue[-1].job is not job:
+                continue  # only prefetch more of the same map
+            if not queued and not self._admits(job, running):
+                continue
+            if job.max_ahead is not None and (
+                    job.ledger.done - job.consumed + job.in_flight_items() >= job.max_ahead):
+                continue
+            remaining = None if job.total is None else job.total - job.read + len(job.requeued)
+            size = 1 if self.task_timeout is not None else job.chunker.next_size(remaining,
+                                                                                  n_ready)
+            if queued and not job.chunker.may_prefetch(size):
+                return False
+            if quota is not None:
+                size = min(size, quota)
+            if job.max_ahead is not None:
+                size = max(1, min(size, job.max_ahead // 2))
+            pairs = self._take(job, size)
+            if not pairs:
+                continue
+            indices = _compact([p[0] for p in pairs])
+            batch = TaskBatch(next(self._batch_ids), job, indices, [p[1] for p in pairs],
+                              slot.id, None if queued else now)
+            job.in_flight[batch.batch_id] = batch
+            slot.queue.append(batch)
+            slot.state = "busy"
+            send_func = job.id not in slot.funcs
+            slot.funcs.add(job.id)
+            out.append(Dispatch(slot.id, batch, send_func, queued))
+            return True
+        return False
+
+    def _admits(self, job, running) -> bool:
+        cap = self.scheduler.capacity(job, running, self.history)
+        if cap is not None and cap <= 0:
+            return False
+        limit = job.limit
+        if limit is not None:
+            busy = sum(n for jid, n in running.by_job.items()
+                       if any(j.id == jid and j.limit is not None and j.limit.key == limit.key
+                              for j in self.jobs))
+            if busy >= limit.n:
+                return False
+        return True
+
+    def _take(self, job, size) -> list:
+        pairs = []
+        while job.requeued and len(pairs) < size:
+            pairs.append(job.requeued.popleft())
+        if len(pairs) < size and not job.exhausted:
+            try:
+                for pair in itertools.islice(job.source, size - len(pairs)):
+                    job.ledger.note_read(*pair)
+                    pairs.append(pair)
+                    job.read += 1
+            except Exception as exc:  # the user's iterable raised: the map fails with it
+                job.exhausted = True
+                add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
+                job.requeued.extendleft(reversed(pairs))
+                self._fail(job, exc)
+                return []
+            if len(pairs) < size:
+                job.exhausted = True
+        return pairs
+
+    def _finish_jobs(self, now, out):
+        for job in list(self.jobs):
+            if job.in_flight or not (job.stopping or (job.exhausted and not job.requeued)):
+                continue
+            self.jobs.remove(job)
+            job.finished_at = now
+            job.status = ("failed" if job.stopping == "failed" else
+                          "stopped" if job.stopping else "finished")
+            for slot in self.slots:
+                if job.id in slot.funcs and slot.alive:
+                    slot.funcs.discard(job.id)
+                    out.append(ForgetFunc(slot.id, job.id))
+            if not self.keep_alive and not self.jobs and any(s.alive for s in self.slots):
+                self.held.append(job)  # finish once the workers retired (exit results)
+            else:
+                out.append(self._finish(job, now))
+
+    def _finish(self, job, now) -> FinishJob:
+        report = self.report(job, now)
+        self.history.append(report)
+        error = job.error
+        if error is None and job.status == "stopped":
+            error = StoppedError(
+                f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
+                f"items done; continue it with pool.map(func, report=err.report)", report)
+        if error is None and self.exit_error is not None:
+            error, self.exit_error = self.exit_error, None
+            job.status = "failed"
+        return FinishJob(job, error, report)
+
+    def _manage_workers(self, now, out):
+        if self.resharing and not any(s.alive for s in self.slots):
+            out.extend(ApplyShared(p) for p in self.resharing)
+            self.resharing.clear()
+        wanted = bool(self.jobs) and not self.shut_down
+        for slot in self.slots:
+            if slot.state == "dead":
+                if self.resharing:
+                    continue
+                if not self.init_broken and (wanted or (
+                        self.keep_alive and not self.ending and self.last_job is not None)):
+                    slot.state = "starting"
+                    out.append(StartWorker(slot.id))
+                continue
+            if slot.state != "idle" or slot.kill_reason is not None:
+                continue
+            retire = (not self.jobs and (self.ending or not self.keep_alive
+                                         or self.resharing)) or (
+                self.max_tasks is not None and slot.since_start >= self.max_tasks)
+            if retire:
+                slot.state = "retiring"
+                slot.kill_reason = "retire"
+                out.append(RetireWorker(slot.id))
+        if not any(s.alive for s in self.slots):
+            while self.held:
+                out.append(self._finish(self.held.pop(0), now))
+            if self.ending and not self.jobs and not self.shut_down:
+                self.shut_down = True
+                out.append(Shutdown())
+
+    # -- reports
+    def report(self, job: Job | None, now: float, positions=None) -> Report:
+        job = job if job is not None else self.last_job
+        positions = positions or self.positions
+        workers = tuple(self._worker_info(s, positions) for s in self.slots)
+        exits = tuple(self.exit_results)
+        if job is None:
+            return Report("idle", 0, 0, 0, 0.0, workers, (), exits)
+        if job.active:
+            status = "halted" if self.halted else "running"
+        else:
+            status = job.status
+        end = job.finished_at if job.finished_at is not None else now
+        elapsed = end - job.started_at if job.started_at is not None else 0.0
+        return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
+                      tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()))
+
+    def _worker_info(self, slot, positions) -> WorkerInfo:
+        item = index = None
+        if slot.queue:
+            batch = slot.queue[0]
+            pos = positions(slot.id) if positions else 0
+            pos = pos if pos is not None and 0 <= pos < len(batch.items) else 0
+            item, index = batch.items[pos], batch.indices[pos]
+        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index)
+
+
+def _noted(exc, place):
+    add_note(exc, f"nbpar: {place}")
+    return exc
+
+
+def _compact(indices):
+    """A contiguous run of indices as a range (cheap to store and to slice)."""
+    if indices and indices[-1] - indices[0] == len(indices) - 1:
+        return range(indices[0], indices[-1] + 1)
+    return tuple(indices)

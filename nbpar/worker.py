@@ -1,0 +1,220 @@
+"""What runs inside a worker: receive a batch, call the function, send back what happened.
+
+The same loop serves threads and processes of every start method; only the channel differs
+(pickled bytes on a pipe, or objects on an in-process queue). It imports nothing of the Boss,
+the pool or the UI, so a worker starts light. Process workers ignore SIGINT (Jupyter's
+interrupt hits the whole process group: only the Boss decides what stops) and die with their
+parent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+import pickle
+import signal
+import sys
+import time
+from functools import partial
+
+from . import messages as m
+from .errors import SerializationError, capture, describe
+
+_perf = time.perf_counter
+
+
+def dumps(obj) -> bytes:
+    """Pickle a body with cloudpickle: what lives in the caller's __main__ (a notebook, a
+    script) travels by value, so every start method can load it. As fast as pickle."""
+    import cloudpickle
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+def first_unpicklable(values) -> tuple[int, str]:
+    """Index of the first value that does not pickle, and why."""
+    for k, value in enumerate(values):
+        try:
+            dumps(value)
+        except Exception as why:  # noqa: BLE001
+            return k, f"{type(why).__name__}: {why}"
+    return 0, "unknown reason"
+
+
+class PipeChannel:
+    """The worker's end of its duplex pipe to the Boss: pickled messages, pickled bodies."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def recv(self):
+        return pickle.loads(self.conn.recv_bytes())
+
+    def send(self, msg):
+        self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+
+    encode = staticmethod(dumps)
+    decode = staticmethod(pickle.loads)
+
+
+def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
+    """The worker loop: init, then batches until told to retire, then exit hook."""
+    wid = setup.worker_id
+    leading = []
+    if setup.pass_worker_id:
+        leading.append(wid)
+    if setup.use_shared:
+        leading.append(shared)
+    if setup.use_worker_state:
+        leading.append({})
+    decode = channel.decode
+    init = decode(setup.worker_init) if setup.worker_init is not None else None
+    if init is not None:
+        try:
+            init(*leading)
+        except BaseException as exc:  # noqa: BLE001 - reported, not raised
+            _flush()
+            channel.send(m.InitFailed(capture(exc)))
+            return
+    channel.send(m.Ready(os.getpid()))
+    funcs = {}
+    while True:
+        try:
+            msg = channel.recv()
+        except (EOFError, OSError):
+            return  # the Boss is gone
+        kind = type(msg)
+        if kind is m.Batch:
+            _run_batch(channel, msg, funcs[msg.job_id], leading, progress, wid)
+        elif kind is m.Func:
+            try:
+                funcs[msg.job_id] = decode(msg.body)
+            except BaseException as exc:  # noqa: BLE001
+                funcs[msg.job_id] = partial(_raise, SerializationError(
+                    f"the function could not be unpickled in the worker: {exc!r}"))
+        elif kind is m.Forget:
+            funcs.pop(msg.job_id, None)
+        elif kind is m.Retire:
+            break
+    exit_hook = decode(setup.worker_exit) if setup.worker_exit is not None else None
+    result, error = None, None
+    if exit_hook is not None:
+        try:
+            result = exit_hook(*leading)
+        except BaseException as exc:  # noqa: BLE001
+            error = capture(exc)
+    _flush()
+    try:
+        body = channel.encode(result)
+    except Exception as why:  # noqa: BLE001
+        body, error = channel.encode(None), capture(SerializationError(
+            f"worker_exit returned a {type(result).__name__} that cannot be pickled: {why}"))
+    channel.send(m.Exited(body, error))
+
+
+def _raise(exc, *args):
+    raise exc
+
+
+def _run_batch(channel, msg, func, leading, progress, wid):
+    try:
+        items = channel.decode(msg.body)
+    except BaseException as exc:  # noqa: BLE001
+        err = SerializationError(f"the items of this batch could not be unpickled in the "
+                                 f"worker: {type(exc).__name__}: {exc}")
+        channel.send(m.Failed(msg.batch_id, 0.0, channel.encode([]), capture(err)))
+        return
+    call = partial(func, *leading) if leading else func
+    results = []
+    append = results.append
+    start = _perf()
+    try:
+        if msg.star:
+            for pos, item in enumerate(items):
+                progress[wid] = pos
+                append(call(*item))
+        else:
+            for pos, item in enumerate(items):
+                progress[wid] = pos
+                append(call(item))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the Boss
+        elapsed = _perf() - start
+        _flush()
+        channel.send(m.Failed(msg.batch_id, elapsed, _encode_results(channel, results)[0],
+                              capture(exc)))
+        return
+    elapsed = _perf() - start
+    _flush()
+    body, bad = _encode_results(channel, results)
+    if bad is None:
+        channel.send(m.Done(msg.batch_id, elapsed, body))
+    else:
+        k, why = bad
+        err = SerializationError(f"the result for item {describe(items[k])} is a "
+                                 f"{type(results[k]).__name__} that cannot be pickled: {why}")
+        channel.send(m.Failed(msg.batch_id, elapsed, channel.encode(results[:k]), capture(err)))
+
+
+def _encode_results(channel, results):
+    try:
+        return channel.encode(results), None
+    except Exception:  # noqa: BLE001
+        k, why = first_unpicklable(results)
+        return channel.encode(results[:k]), (k, why)
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+# ----------------------------------------------------------------------------- processes
+
+def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
+    """Entry point of a worker process, the same for fork, forkserver and spawn."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
+    for fd in close_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _redirect(fd_of(out_fd), 1)
+    _redirect(fd_of(err_fd), 2)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    if setup.sys_path:
+        sys.path[:] = list(setup.sys_path)
+    from .shared import ProgressBoard, unpack
+    shared = unpack(shared)
+    progress = ProgressBoard.attach(setup.progress)
+    try:
+        run(PipeChannel(conn), setup, shared, progress)
+    finally:
+        _flush()
+
+
+def fd_of(obj) -> int:
+    """An fd handed over by any start method: an int, or a wrapper to detach."""
+    return obj if isinstance(obj, int) else obj.detach()
+
+
+def _redirect(fd, target):
+    if fd != target:
+        os.dup2(fd, target)
+        os.close(fd)
+
+
+def _die_with_parent():
+    """Ask Linux to SIGKILL this worker when its parent dies: no orphans, ever."""
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
