@@ -86,6 +86,8 @@ class Boss:
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
         self._events: deque = deque()
         self._fatal: BaseException | None = None
+        self._gate = threading.Lock()
+        self._accepting = True
         self.thread = threading.Thread(target=self._run, name=f"{name}-boss", daemon=True)
         self._waitables[self.control] = ("control", None)
         for extra in backend.extra_waitables():
@@ -99,7 +101,10 @@ class Boss:
         self.control.send(signal)
 
     def submit(self, job: st.Job):
-        self.control.send(("job", job))
+        with self._gate:  # never hand a map to a Boss that has stopped reading
+            if not self._accepting:
+                raise RuntimeError("the pool is closed: it takes no new work")
+            self.control.send(("job", job))
 
     def cancel(self, job_id: int):
         self.control.send(("cancel", job_id))
@@ -368,6 +373,8 @@ class Boss:
                 wait([handle.sentinel], 5)
             self.backend.release(handle)
         self.handles.clear()
+        with self._gate:
+            self._accepting = False
         for msg in self.control.drain():  # nobody may wait forever on a report
             if isinstance(msg, tuple) and msg[0] == "report" and not msg[1].done():
                 msg[1].set_result(self.state.report(None, time.monotonic()))

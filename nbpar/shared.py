@@ -17,14 +17,18 @@ the caller, so the caller and every worker keep using one and the same lock.
 from __future__ import annotations
 
 import io
+import itertools
 import mmap
+import os
 import pickle
+import secrets
 import sys
 import weakref
 from multiprocessing import context as _mp_context
 
 _received_fds: list[int] = []  # fds that came with the packed objects, in this process
 _attached: list = []  # shared-memory segments this process maps for its shared objects
+_segment_ids = itertools.count()
 
 
 class Packed:
@@ -127,9 +131,20 @@ def _is_array(value) -> bool:
             and not value.dtype.hasobject)
 
 
-def _array_to_shm(arr, segments):
+def new_segment(size):
+    """A new shared-memory segment named after this process (so leaks can be traced)."""
     from multiprocessing import shared_memory
-    seg = shared_memory.SharedMemory(create=True, size=arr.nbytes)
+    for _ in range(100):
+        name = f"nbpar-{os.getpid()}-{next(_segment_ids)}-{secrets.token_hex(4)}"
+        try:
+            return shared_memory.SharedMemory(name=name, create=True, size=size)
+        except FileExistsError:
+            continue
+    raise FileExistsError("cannot find a free shared-memory name")
+
+
+def _array_to_shm(arr, segments):
+    seg = new_segment(arr.nbytes)
     segments.append(seg)
     np = sys.modules["numpy"]
     view = np.ndarray(arr.shape, dtype=arr.dtype, buffer=seg.buf)
@@ -184,8 +199,7 @@ class ProgressBoard:
         self.n = n
         self._segment = None
         if named:
-            from multiprocessing import shared_memory
-            self._segment = shared_memory.SharedMemory(create=True, size=8 * n)
+            self._segment = new_segment(8 * n)
             self._buf = self._segment.buf
             self.handle = self._segment.name
             self._finalizer = weakref.finalize(self, _unlink, self._segment)

@@ -10,6 +10,7 @@ parent.
 from __future__ import annotations
 
 import ctypes
+import faulthandler
 import io
 import os
 import pickle
@@ -186,6 +187,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     _redirect(fd_of(err_fd), 2)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
+    faulthandler.enable(sys.stderr)  # a crash's Python traceback reaches the caller, tagged
     if setup.sys_path:
         sys.path[:] = list(setup.sys_path)
     from .shared import ProgressBoard, unpack
