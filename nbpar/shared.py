@@ -92,9 +92,11 @@ def pack(obj) -> Packed:
     """Pickle shared objects once for spawn/forkserver workers."""
     import cloudpickle
     from multiprocessing import synchronize
+    from multiprocessing.reduction import ForkingPickler
 
     collector = _Collector()
     segments = []
+    mp_reducers = ForkingPickler._extra_reducers  # arenas, shared ctypes, connections
 
     class SharedPickler(cloudpickle.CloudPickler):
         def reducer_override(self, value):
@@ -102,6 +104,9 @@ def pack(obj) -> Packed:
                 _name_semaphore(value)
             elif _is_array(value):
                 return _array_to_shm(value, segments)
+            reducer = mp_reducers.get(type(value))
+            if reducer is not None:
+                return reducer(value)
             return super().reducer_override(value)
 
     buf = io.BytesIO()
@@ -191,6 +196,14 @@ def _name_semaphore(lock):
 
 # ----------------------------------------------------------------------------- progress
 
+def _close_board(slots, segment, anonymous):
+    slots.release()
+    if segment is not None:
+        _unlink(segment)
+    else:
+        anonymous.close()
+
+
 class ProgressBoard:
     """One 8-byte slot per worker where it writes its position in the current batch, so the
     Boss can name the very item a crashed worker was running and show the current item."""
@@ -200,26 +213,20 @@ class ProgressBoard:
         self._segment = None
         if named:
             self._segment = new_segment(8 * n)
-            self._buf = self._segment.buf
             self.handle = self._segment.name
-            self._finalizer = weakref.finalize(self, _unlink, self._segment)
+            self.slots = self._segment.buf.cast("q")
         else:
             self._map = mmap.mmap(-1, 8 * n)  # anonymous and shared: inherited through fork
-            self._buf = memoryview(self._map)
             self.handle = self._map
-        self.slots = self._buf.cast("q")
+            self.slots = memoryview(self._map).cast("q")
+        self._finalizer = weakref.finalize(self, _close_board, self.slots, self._segment,
+                                           None if named else self._map)
 
     def __getitem__(self, worker_id):
         return self.slots[worker_id]
 
     def close(self):
-        self.slots.release()
-        if self._segment is not None:
-            self._buf = None
-            self._finalizer()
-        else:
-            self._buf.release()
-            self._map.close()
+        self._finalizer()
 
     @staticmethod
     def attach(handle):

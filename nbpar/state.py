@@ -551,7 +551,7 @@ class BossState:
         return Running(total, by_job)
 
     def _dispatch(self, now, out):
-        if self.halted or not self.jobs:
+        if self.halted or not self.jobs or self.resharing:
             return
         n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
         for slot in sorted(self.slots, key=lambda s: len(s.queue)):
@@ -682,8 +682,8 @@ class BossState:
                 continue
             if slot.state != "idle" or slot.kill_reason is not None:
                 continue
-            retire = (not self.jobs and (self.ending or not self.keep_alive
-                                         or self.resharing)) or (
+            retire = bool(self.resharing) or (
+                not self.jobs and (self.ending or not self.keep_alive)) or (
                 self.max_tasks is not None and slot.since_start >= self.max_tasks)
             if retire:
                 slot.state = "retiring"

@@ -67,10 +67,14 @@ class ProcessBackend:
         self.link = None
         self.packed: Packed | None = None
         self.shared = None
-        if start_method == "forkserver":
-            from .forkserver import ServerLink
-            self.link = ServerLink()
-        self.apply(self.prepare(shared_objects))
+        try:
+            if start_method == "forkserver":
+                from .forkserver import ServerLink
+                self.link = ServerLink()
+            self.apply(self.prepare(shared_objects))
+        except BaseException:
+            self.close()
+            raise
 
     def prepare(self, obj):
         """In the caller's thread: pickle the objects once (errors surface at the call)."""
