@@ -83,12 +83,9 @@ class WorkerPool:
         self.n_jobs = n_jobs
         self.start_method = start_method
         self.shared_objects = shared_objects
-        self._flags = dict(pass_worker_id=bool(pass_worker_id),
-                           use_shared=shared_objects is not None,
-                           use_worker_state=bool(use_worker_state))
-        self._hooks = (worker_init, worker_exit)
-        self._encoded_hooks = None
-        self._on_output = on_output or _print_output
+        self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
+            pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
+            use_worker_state=bool(use_worker_state)))
         self._job_ids = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
@@ -96,8 +93,9 @@ class WorkerPool:
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
                                    max_tasks_per_worker=max_tasks_per_worker)
-        self._boss = Boss(self._backend, self._state, self._make_setup,
-                          lambda *a: self._on_output(*a), name=f"nbpar-pool-{id(self):x}")
+        # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
+        self._boss = Boss(self._backend, self._state, self._setup,
+                          on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
         self._boss.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._boss)
 
@@ -164,7 +162,7 @@ class WorkerPool:
         self._check_idle("set_shared_objects")
         prepared = self._backend.prepare(shared_objects)  # pickling errors surface here
         self.shared_objects = shared_objects
-        self._flags["use_shared"] = shared_objects is not None
+        self._setup.flags["use_shared"] = shared_objects is not None
         self._boss.reshare(prepared)
 
     def _check_idle(self, what):
@@ -331,25 +329,31 @@ class WorkerPool:
         from .ui.progress import ProgressBar
         return ProgressBar(self, job.total)
 
-    def _make_setup(self, worker_id):
-        if self._encoded_hooks is None:
-            if self.start_method == "threading":
-                self._encoded_hooks = self._hooks
-            else:
-                import cloudpickle
-                self._encoded_hooks = tuple(
-                    cloudpickle.dumps(h) if h is not None else None for h in self._hooks)
-        init, exit_ = self._encoded_hooks
-        return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
-                           **self._flags)
-
     def __repr__(self):
         return (f"WorkerPool(n_jobs={self.n_jobs}, start_method={self.start_method!r}, "
                 f"status={self.report().status!r})")
 
 
-def _noop(*args):
-    return None
+class _SetupFactory:
+    """What each new worker is told about its pool (hooks pickled once)."""
+
+    def __init__(self, start_method, hooks, flags):
+        self.start_method = start_method
+        self.hooks = hooks
+        self.flags = flags
+        self._encoded = None
+
+    def __call__(self, worker_id) -> WorkerSetup:
+        if self._encoded is None:
+            if self.start_method == "threading":
+                self._encoded = self.hooks
+            else:
+                import cloudpickle
+                self._encoded = tuple(cloudpickle.dumps(h) if h is not None else None
+                                      for h in self.hooks)
+        init, exit_ = self._encoded
+        return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
+                           **self.flags)
 
 
 def _check_func(func):

@@ -1,0 +1,166 @@
+"""Interrupts, parent death, output forwarding, __main__ functions, and clean shutdown."""
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+import pytest
+
+import nbpar
+import tasks
+
+PROCESS_METHODS = ["fork", "forkserver", "spawn"]
+
+SCRIPT = textwrap.dedent("""
+    import os, sys, time
+    import nbpar
+
+    def slow(x):            # defined in __main__: travels by value
+        time.sleep(30)
+        return x
+
+    if __name__ == "__main__":
+        pool = nbpar.WorkerPool(2, start_method=sys.argv[1])
+        import threading
+        def announce():
+            while True:
+                workers = [w for w in pool.report().workers if w.state == "busy" and w.pid]
+                if len(workers) == 2:
+                    print("PIDS", *[w.pid for w in workers], flush=True)
+                    return
+                time.sleep(0.02)
+        threading.Thread(target=announce, daemon=True).start()
+        try:
+            pool.map(slow, range(10), chunk_size=1)
+        except KeyboardInterrupt:
+            r = pool.report()
+            print("INTERRUPTED", r.status, r.done, len(r.pending), flush=True)
+        pool.close(); pool.join()
+        print("CLEAN", flush=True)
+""")
+
+
+def start_script(tmp_path, method):
+    path = tmp_path / "script.py"
+    path.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(path), method], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    line = proc.stdout.readline()
+    assert line.startswith("PIDS"), line + proc.stderr.read()
+    return proc, [int(p) for p in line.split()[1:]]
+
+
+def gone_within(pids, seconds):
+    procs = []
+    for pid in pids:
+        try:
+            procs.append(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=seconds)
+    return [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_sigint_to_the_process_group_stops_workers_and_raises(method, tmp_path):
+    proc, pids = start_script(tmp_path, method)
+    start = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what Jupyter's interrupt and Ctrl-C do
+    out, err = proc.communicate(timeout=20)
+    assert "INTERRUPTED stopped 0 10" in out, out + err
+    assert "CLEAN" in out
+    assert not gone_within(pids, 2.0)
+    assert time.monotonic() - start < 4.0
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_sigkilled_parent_leaves_no_orphan(method, tmp_path):
+    proc, pids = start_script(tmp_path, method)
+    os.kill(proc.pid, signal.SIGKILL)  # a kernel restart
+    proc.wait(10)
+    assert not gone_within(pids, 2.0), "workers outlived their parent"
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_worker_output_is_forwarded_line_by_line_and_tagged(method):
+    lines = []
+    with nbpar.WorkerPool(1, start_method=method,
+                          on_output=lambda wid, stream, line: lines.append((wid, stream, line))
+                          ) as pool:
+        assert pool.map(tasks.talk, range(3)) == [0, 1, 2]
+    for x in range(3):
+        assert (0, "stdout", f"print {x}") in lines
+        assert (0, "stderr", f"stderr {x}") in lines
+        assert (0, "stdout", f"fd1 {x}") in lines
+        assert (0, "stdout", f"libc {x}") in lines
+
+
+def test_default_output_goes_to_the_callers_streams(capsys):
+    with nbpar.WorkerPool(1, start_method="forkserver") as pool:
+        pool.map(tasks.talk, [7])
+    captured = capsys.readouterr()
+    assert "[worker 0] print 7" in captured.out
+    assert "[worker 0] stderr 7" in captured.err
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_functions_defined_in_main_work(method, tmp_path):
+    script = tmp_path / "main_funcs.py"
+    script.write_text(textwrap.dedent("""
+        import sys, nbpar
+        class Point:
+            def __init__(self, x): self.x = x
+        def shift(p): return Point(p.x + 1)
+        if __name__ == "__main__":
+            k = 3
+            with nbpar.WorkerPool(2, start_method=sys.argv[1]) as pool:
+                out = pool.map(shift, [Point(i) for i in range(5)])
+                print([p.x for p in out], pool.map(lambda v: v * k, range(3)))
+    """))
+    out = subprocess.run([sys.executable, str(script), method], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "[1, 2, 3, 4, 5] [0, 3, 6]", out.stderr
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS + ["threading"])
+def test_a_dropped_pool_leaves_nothing_behind(method):
+    pool = nbpar.WorkerPool(2, start_method=method, keep_alive=True)
+    pids = set(pool.map(tasks.pid_of, range(10), chunk_size=1))
+    boss = pool._boss.thread
+    del pool
+    gc.collect()
+    boss.join(5)
+    assert not boss.is_alive()
+    if method != "threading":
+        assert not gone_within(pids, 2.0)
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_close_join_leaves_no_worker(method):
+    pool = nbpar.WorkerPool(2, start_method=method, keep_alive=True)
+    pids = set(pool.map(tasks.pid_of, range(10), chunk_size=1))
+    pool.close()
+    pool.join()
+    assert not gone_within(pids, 0.5)
+    assert pool.report().status == "finished"
+
+
+def test_terminate_kills_running_work():
+    pool = nbpar.WorkerPool(2, start_method="fork")
+    fut = pool.submit(tasks.nap, 1, 30)
+    pid = None
+    deadline = time.monotonic() + 10
+    while pid is None and time.monotonic() < deadline:
+        pid = next((w.pid for w in pool.report().workers if w.state == "busy"), None)
+    start = time.monotonic()
+    pool.terminate()
+    assert time.monotonic() - start < 2.0
+    assert not gone_within([pid], 1.0)
+    assert fut.done()
