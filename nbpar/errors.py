@@ -21,12 +21,16 @@ _repr.maxother = 80
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
 
 
+_MAX_DESCRIBE = 200
+
+
 def describe(obj) -> str:
-    """A short repr for messages: an item may be a megabyte of text."""
+    """A short repr for messages: an item may be a megabyte of text, or deeply nested."""
     try:
-        return _repr.repr(obj)
+        text = _repr.repr(obj)
     except Exception:  # a broken __repr__ must not hide the real error
         return f"<{type(obj).__name__} object>"
+    return text if len(text) <= _MAX_DESCRIBE else text[:_MAX_DESCRIBE - 3] + "..."
 
 
 class NbparError(Exception):

@@ -210,6 +210,7 @@ class WorkerPool:
         call = _Call(func, kwargs) if kwargs else func
         job = self._new_job(call, iter([(0, args)]), total=1, streaming=True, star=True,
                             items=[args], handle=FutureHandle(call, future))
+        job.source_len = 1
         job.func_name = _func_name(func)
         self._submit(job)
         return future
@@ -225,6 +226,7 @@ class WorkerPool:
         items = list(iterable)
         job = self._new_job(func, enumerate(items), total=len(items), streaming=False,
                             star=star, items=items, chunk_size=chunk_size, limit=limit)
+        job.source_len = len(items)
         return job
 
     def _continue_job(self, func, report, chunk_size, limit, star):
@@ -241,6 +243,7 @@ class WorkerPool:
         job = self._new_job(func, iter(pairs), total=report.total, streaming=False,
                             star=star, items=dict(pairs), prior=report.results,
                             chunk_size=chunk_size, limit=limit)
+        job.source_len = len(pairs)
         return job
 
     def _new_job(self, func, source, *, total, streaming, star=False, items=None,

@@ -36,7 +36,7 @@ class MaxThreadsScheduler(Scheduler):
     """At most `n` tasks run at once across every map of the pool."""
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"MaxThreadsScheduler needs a whole number >= 1, got {n!r}")
         self.n = n
 

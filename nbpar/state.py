@@ -43,6 +43,7 @@ class Job:
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
     limit: Any = None
     func_name: str = ""
+    source_len: int | None = None  # items the source holds, when known for sure (not a hint)
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
     status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
@@ -445,6 +446,7 @@ class BossState:
         elif sig is Signal.SEND_REPORT:
             out.append(Reply(ev.reply, self.report(None, now)))
         elif sig in (Signal.STOP, Signal.STOP_RIGHTNOW):
+            self.halted = False  # nothing of these maps starts again; the next map may run
             for job in self.jobs:
                 job.stopping = job.stopping or "stop"
             if sig is Signal.STOP_RIGHTNOW:
@@ -466,8 +468,8 @@ class BossState:
         exc = TaskTimeoutError(
             f"item {describe(item)} (index {index}) ran longer than task_timeout="
             f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
+        self._kill(slot, "timeout")
         self._task_error(batch.job, item, index, slot.id, exc)
-        self._kill(slot, "timeout", out)
 
     def _on_Tick(self, ev, now, out):
         pass
@@ -519,24 +521,24 @@ class BossState:
         job.requeued.clear()
         for slot in self.slots:  # the rest of the map stops: its in-flight work is cut short
             if any(b.job is job for b in slot.queue) and slot.kill_reason is None:
-                slot.kill_reason = "cancel"
-                self._pending_kills.append(slot.id)
+                self._kill(slot, "cancel")
 
-    def _kill(self, slot, reason, out):
+    def _kill(self, slot, reason, out=None):
         if slot.state == "dead":
             return
         slot.kill_reason = slot.kill_reason or reason
-        out.append(KillWorker(slot.id))
+        if slot.id not in self._pending_kills:
+            self._pending_kills.append(slot.id)
 
     # -- advancing
     def _advance(self, now, out):
+        for wid in self.overdue(now):
+            self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
+        self._dispatch(now, out)
         for wid in self._pending_kills:
             if self.slots[wid].alive:
                 out.append(KillWorker(wid))
         self._pending_kills.clear()
-        for wid in self.overdue(now):
-            self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
-        self._dispatch(now, out)
         self._finish_jobs(now, out)
         self._manage_workers(now, out)
 
@@ -632,7 +634,8 @@ class BossState:
                 job.requeued.extendleft(reversed(pairs))
                 self._fail(job, exc)
                 return []
-            if len(pairs) < size:
+            if len(pairs) < size or (job.source_len is not None
+                                     and job.read >= job.source_len):
                 job.exhausted = True
         return pairs
 
@@ -654,23 +657,29 @@ class BossState:
                 out.append(self._finish(job, now))
 
     def _finish(self, job, now) -> FinishJob:
+        error = job.error
+        if error is None and self.exit_error is not None:
+            error, self.exit_error = self.exit_error, None
+            job.status = "failed"
         report = self.report(job, now)
         self.history.append(report)
-        error = job.error
         if error is None and job.status == "stopped":
             error = StoppedError(
                 f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
                 f"items done; continue it with pool.map(func, report=err.report)", report)
-        if error is None and self.exit_error is not None:
-            error, self.exit_error = self.exit_error, None
-            job.status = "failed"
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
-        if self.resharing and not any(s.alive for s in self.slots):
-            out.extend(ApplyShared(p) for p in self.resharing)
-            self.resharing.clear()
-        wanted = bool(self.jobs) and not self.shut_down
+        alive = any(s.alive for s in self.slots)
+        retiring = any(s.state == "retiring" for s in self.slots)
+        if not retiring and (self.jobs or not alive):  # the retirements held for are done
+            while self.held:
+                out.append(self._finish(self.held.pop(0), now))
+        if not alive:
+            if self.resharing:
+                out.extend(ApplyShared(p) for p in self.resharing)
+                self.resharing.clear()
+        wanted = any(not j.stopping for j in self.jobs) and not self.shut_down
         for slot in self.slots:
             if slot.state == "dead":
                 if self.resharing:
@@ -690,8 +699,6 @@ class BossState:
                 slot.kill_reason = "retire"
                 out.append(RetireWorker(slot.id))
         if not any(s.alive for s in self.slots):
-            while self.held:
-                out.append(self._finish(self.held.pop(0), now))
             if self.ending and not self.jobs and not self.shut_down:
                 self.shut_down = True
                 out.append(Shutdown())

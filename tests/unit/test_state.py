@@ -1,0 +1,815 @@
+"""The Boss's pure state machine, driven by tables: events in, instructions out.
+
+Modelled on dask/distributed's worker_state_machine tests: build a `BossState`, feed it events
+with an explicit clock, and assert the exact instructions it returns and the state it keeps.
+Nothing here starts a process, a thread or a timer; the small `Pool` driver below plays the
+part of the Boss thread and of the workers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from concurrent.futures.process import BrokenProcessPool
+
+import pytest
+
+from nbpar import state as st
+from nbpar.errors import (RemoteTraceback, SerializationError, StoppedError, TaskTimeoutError,
+                          WorkerDiedError, capture)
+from nbpar.reports import Ledger, Report, TaskError, WorkerInfo
+from nbpar.scheduling import AdaptiveChunker, MaxThreadsScheduler
+from nbpar.signals import Signal
+
+_job_ids = itertools.count()
+
+
+def result(item):
+    """What the (imaginary) function returns for an item."""
+    return ("r", item)
+
+
+def _task(x):
+    return result(x)
+
+
+def make_job(items, *, chunk_size=None, streaming=False):
+    """A map's Job built the way pool.py's `_new_job` builds it for a list."""
+    items = list(items)
+    job = st.Job(next(_job_ids), _task, enumerate(items), Ledger(len(items), items, None, True),
+                 total=len(items), streaming=streaming, chunker=AdaptiveChunker(chunk_size),
+                 func_name="tests._task", source_len=len(items))
+    job.handle = object()  # the caller's side: opaque to the state
+    return job
+
+
+def make_lazy_job(pairs, *, chunk_size=None):
+    """A map over an iterator of (index, item) whose length is unknown."""
+    job = st.Job(next(_job_ids), _task, pairs, Ledger(None, None, None, True), total=None,
+                 chunker=AdaptiveChunker(chunk_size), func_name="tests._task")
+    job.handle = object()
+    return job
+
+
+def summary(out):
+    """Instructions as short tuples, easy to compare in tables."""
+    rows = []
+    for instr in out:
+        if isinstance(instr, st.Dispatch):
+            rows.append(("Dispatch", instr.worker_id, list(instr.batch.indices), instr.queued))
+        elif isinstance(instr, (st.StartWorker, st.KillWorker, st.RetireWorker, st.ForgetFunc)):
+            rows.append((type(instr).__name__, instr.worker_id))
+        elif isinstance(instr, st.FinishJob):
+            rows.append(("FinishJob", instr.job.id,
+                         None if instr.error is None else type(instr.error).__name__))
+        else:
+            rows.append((type(instr).__name__,))
+    return rows
+
+
+def of(out, kind):
+    return [i for i in out if isinstance(i, kind)]
+
+
+def ids(out, kind):
+    return [i.worker_id for i in of(out, kind)]
+
+
+def dispatched(out):
+    return [(i.worker_id, list(i.batch.indices), i.queued) for i in of(out, st.Dispatch)]
+
+
+def finish(out):
+    fins = of(out, st.FinishJob)
+    assert len(fins) == 1, summary(out)
+    return fins[0]
+
+
+class Pool:
+    """Plays the Boss thread and the workers around a BossState."""
+
+    def __init__(self, n=2, **options):
+        self.state = st.BossState(n, **options)
+        self.now = 0.0
+        self.pids = itertools.count(1000)
+        self.items_by_pid: dict = {}
+
+    def feed(self, event, now=None):
+        if now is not None:
+            self.now = now
+        return self.state.handle(event, self.now)
+
+    def submit(self, job, now=None):
+        return self.feed(st.JobSubmitted(job), now)
+
+    def ready(self, *wids, now=None):
+        out = []
+        for wid in wids:
+            out += self.feed(st.WorkerReady(wid, next(self.pids)), now)
+        return out
+
+    def head(self, wid):
+        return self.state.slots[wid].queue[0]
+
+    def done(self, wid, *, elapsed=0.001, now=None):
+        batch = self.head(wid)
+        pid = self.state.slots[wid].pid
+        self.items_by_pid[pid] = self.items_by_pid.get(pid, 0) + len(batch.items)
+        return self.feed(st.BatchDone(wid, batch.batch_id, [result(x) for x in batch.items],
+                                      elapsed), now)
+
+    def died(self, wid, exitcode=-9, position=None, now=None):
+        return self.feed(st.WorkerDied(wid, exitcode, position), now)
+
+    def signal(self, sig, reply=None, now=None):
+        return self.feed(st.SignalReceived(sig, reply), now)
+
+    def report(self):
+        return self.state.report(None, self.now)
+
+    def play(self, out, *, per_item=0.001, check=None, max_steps=10_000):
+        """Be the workers until nothing more happens: start what is started, let retired and
+        killed workers die, run the head batch of the lowest busy worker. Returns every
+        instruction seen (`out` included)."""
+        log, todo = list(out), deque(out)
+        for _ in range(max_steps):
+            while todo:
+                instr = todo.popleft()
+                if isinstance(instr, st.StartWorker):
+                    new = self.ready(instr.worker_id)
+                elif isinstance(instr, st.RetireWorker):
+                    new = self.died(instr.worker_id, 0)
+                elif isinstance(instr, st.KillWorker):
+                    if not self.state.slots[instr.worker_id].alive:
+                        continue
+                    new = self.died(instr.worker_id, -9)
+                else:
+                    continue
+                log += new
+                todo.extend(new)
+                if check:
+                    check(self.state)
+            busy = [s for s in self.state.slots if s.queue and s.kill_reason is None]
+            if not busy:
+                return log
+            new = self.done(busy[0].id, elapsed=per_item * len(busy[0].queue[0].items))
+            log += new
+            todo.extend(new)
+            if check:
+                check(self.state)
+        raise AssertionError("the state machine never settled")
+
+
+def _explode(x):
+    raise ValueError(f"bad item {x}")
+
+
+def _no_gpu():
+    raise OSError("no GPU here")
+
+
+def payload_of(func, *args):
+    """An ErrorPayload captured from a real exception, as a worker sends it."""
+    try:
+        func(*args)
+    except BaseException as exc:  # noqa: BLE001
+        return capture(exc)
+    raise AssertionError("expected an exception")
+
+
+# ----------------------------------------------------------------------------- starting
+
+@pytest.mark.parametrize("n", [1, 2, 4])
+def test_submitted_job_starts_a_worker_per_slot(n):
+    pool = Pool(n)
+    out = pool.submit(make_job(range(10)))
+    assert summary(out) == [("StartWorker", i) for i in range(n)]
+    assert [s.state for s in pool.state.slots] == ["starting"] * n
+    assert pool.report().status == "running"
+
+
+def test_nothing_is_dispatched_before_a_worker_is_ready():
+    pool = Pool(2)
+    pool.submit(make_job(range(10)))
+    assert of(pool.feed(st.Tick(), now=1.0), st.Dispatch) == []
+
+
+def test_ready_worker_gets_a_single_item_while_nothing_is_measured():
+    pool = Pool(2)
+    job = make_job(range(100))
+    pool.submit(job)
+    out0 = pool.ready(0)
+    assert dispatched(out0) == [(0, [0], False)]  # one item, and no prefetch: nothing measured
+    assert of(out0, st.Dispatch)[0].send_func is True
+    out1 = pool.ready(1)
+    assert dispatched(out1) == [(1, [1], False)]
+    assert of(out1, st.Dispatch)[0].send_func is True
+    assert pool.state.slots[0].state == pool.state.slots[1].state == "busy"
+    assert set(job.in_flight) == {b.batch_id for s in pool.state.slots for b in s.queue}
+
+
+def test_the_function_is_sent_once_per_worker_process():
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job(range(10), chunk_size=1))
+    first = of(pool.ready(0), st.Dispatch)
+    later = of(pool.done(0, elapsed=0.5), st.Dispatch)  # slow: no prefetch
+    assert [d.send_func for d in first + later] == [True, False]
+
+
+# ----------------------------------------------------------------------------- batching
+
+# per-item times are powers of two so the chunker's arithmetic is exact
+# (per_item, first batch sizes in dispatch order, does a worker get a second batch queued)
+GROWTH_TABLE = [
+    (2 ** -17, [1, 8, 64, 512, 2621, 2621], True),  # tiny tasks: x8 per batch up to ~20 ms
+    (2 ** -8, [1, 5, 5, 5], True),                  # ~4 ms: 5 items make a 20 ms batch
+    (2 ** -5, [1, 1, 1, 1], True),                  # ~31 ms: one item, still short: prefetch
+    (2 ** -4, [1, 1, 1, 1], False),                 # ~62 ms: long batches are not queued
+    (2 ** -3, [1, 1, 1, 1], False),
+]
+
+
+@pytest.mark.parametrize("per_item, sizes, prefetch", GROWTH_TABLE)
+def test_batches_grow_from_measured_times(per_item, sizes, prefetch):
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job(range(10 ** 6)))
+    out = pool.ready(0)
+    seen = of(out, st.Dispatch)
+    for _ in range(8):
+        batch = pool.head(0)
+        seen += of(pool.done(0, elapsed=per_item * len(batch.items)), st.Dispatch)
+        assert len(pool.state.slots[0].queue) <= 2  # never more than 2 batches per worker
+    got = [len(d.batch.items) for d in seen]
+    assert got[:len(sizes)] == sizes
+    assert all(b <= AdaptiveChunker.growth * a for a, b in zip(got, got[1:]))
+    assert any(d.queued for d in seen) is prefetch
+
+
+def test_never_more_than_two_batches_queued_per_worker():
+    pool = Pool(2, keep_alive=True)
+    pool.submit(make_job(range(10 ** 5)))
+    pool.ready(0, 1)
+
+    def at_most_two(state):
+        assert all(len(s.queue) <= 2 for s in state.slots)
+
+    pool.play([], per_item=2 ** -17, check=at_most_two)
+    assert pool.state.last_job.ledger.done == 10 ** 5
+
+
+def test_tail_batches_shrink_so_workers_finish_together():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(40))
+    log = pool.submit(job) + pool.play(pool.ready(0, 1), per_item=2 ** -17)
+    sizes = [len(d.batch.items) for d in of(log, st.Dispatch)]
+    assert sum(sizes) == 40
+    assert max(sizes) <= math.ceil(40 / (2 * 2))  # never more than a share of what remains
+    assert sizes[-1] == 1
+    assert finish(log).error is None
+
+
+def test_fixed_chunk_size_is_used_as_is():
+    pool = Pool(2, keep_alive=True)
+    pool.submit(make_job(range(10), chunk_size=4))
+    assert dispatched(pool.ready(0, 1)) == [(0, [0, 1, 2, 3], False), (1, [4, 5, 6, 7], False)]
+    assert dispatched(pool.done(0, elapsed=0.5)) == [(0, [8, 9], False)]
+
+
+def test_results_are_kept_in_input_order():
+    pool = Pool(2, keep_alive=True)
+    job = make_job("abcd", chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)                     # w0: a, w1: b
+    pool.done(1, elapsed=0.5)            # b first, then w1 takes c
+    pool.done(1, elapsed=0.5)            # c, then w1 takes d
+    pool.done(1, elapsed=0.5)            # d
+    out = pool.done(0, elapsed=0.5)      # a last
+    assert job.ledger.ordered_results() == [result(x) for x in "abcd"]
+    assert job.ledger.completion_order() == [result(x) for x in "bcda"]
+    fin = finish(out)
+    assert fin.error is None
+    assert fin.report.results == {i: result(x) for i, x in enumerate("abcd")}
+    assert fin.report.status == "finished" and fin.report.done == 4 and fin.report.pending == []
+
+
+def test_streaming_job_delivers_each_batch():
+    pool = Pool(1, keep_alive=True)
+    job = make_job("ab", chunk_size=1, streaming=True)
+    pool.submit(job)
+    pool.ready(0)
+    out = pool.done(0, elapsed=0.5)
+    (deliver,) = of(out, st.Deliver)
+    assert deliver.job is job
+    assert list(deliver.indices) == [0] and deliver.results == [result("a")]
+
+
+# ----------------------------------------------------------------------------- finishing
+
+def test_finish_job_at_once_with_keep_alive():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(4), chunk_size=2)
+    pool.submit(job)
+    pool.ready(0, 1)
+    assert of(pool.done(0), st.FinishJob) == []
+    out = pool.done(1)
+    assert summary(out) == [("ForgetFunc", 0), ("ForgetFunc", 1), ("FinishJob", job.id, None)]
+    assert job.status == "finished"
+    assert [s.state for s in pool.state.slots] == ["idle", "idle"]  # kept for the next map
+
+
+def test_without_keep_alive_finish_waits_for_the_workers_to_retire():
+    pool = Pool(2, keep_alive=False)
+    job = make_job(range(4), chunk_size=2)
+    pool.submit(job)
+    pool.ready(0, 1)
+    pool.done(0)
+    out = pool.done(1)
+    assert summary(out) == [("ForgetFunc", 0), ("ForgetFunc", 1),
+                            ("RetireWorker", 0), ("RetireWorker", 1)]
+    assert pool.feed(st.WorkerExited(0, "bye 0", None)) == []
+    assert pool.died(0, 0) == []
+    assert pool.feed(st.WorkerExited(1, "bye 1", None)) == []
+    fin = finish(pool.died(1, 0))
+    assert fin.error is None
+    assert fin.report.status == "finished"
+    assert fin.report.exit_results == ("bye 0", "bye 1")
+    assert fin.report.results == {i: result(i) for i in range(4)}
+    assert pool.state.history[-1] is fin.report
+
+
+# ----------------------------------------------------------------------------- signals
+
+def test_halt_stops_dispatch_and_resume_restarts_it():
+    pool = Pool(1, keep_alive=True)
+    job = make_job(range(10), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    assert pool.signal(Signal.HALT) == []
+    assert pool.report().status == "halted"
+    out = pool.done(0, elapsed=0.5)
+    assert of(out, st.Dispatch) == [] and of(out, st.FinishJob) == []
+    assert pool.state.slots[0].state == "idle"
+    assert of(pool.feed(st.Tick(), now=5.0), st.Dispatch) == []
+    out = pool.signal(Signal.RESUME)
+    assert dispatched(out) == [(0, [1], False)]
+    assert pool.report().status == "running"
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_stop_lets_running_tasks_finish_and_reports_the_unstarted(keep_alive):
+    pool = Pool(2, keep_alive=keep_alive)
+    job = make_job(range(6), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)                               # 0 and 1 run
+    out = pool.signal(Signal.STOP)
+    assert of(out, st.KillWorker) == [] and of(out, st.FinishJob) == []
+    log = pool.done(0, elapsed=0.5) + pool.done(1, elapsed=0.5)
+    log = pool.play(log)
+    assert of(log, st.Dispatch) == []              # nothing new started after STOP
+    fin = finish(log)
+    assert isinstance(fin.error, StoppedError)
+    assert fin.error.report is fin.report
+    report = fin.report
+    assert report.status == "stopped"
+    assert (report.done, report.failed, report.total) == (2, 0, 6)
+    assert report.results == {0: result(0), 1: result(1)}
+    assert report.pending == [2, 3, 4, 5]
+    assert report.pending_indices == [2, 3, 4, 5]
+    assert job.status == "stopped"
+
+
+def test_stop_rightnow_kills_busy_workers_and_counts_their_items_as_pending():
+    pool = Pool(3, keep_alive=True)
+    job = make_job(range(3), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1, 2)                            # w0: 0, w1: 1, w2: 2
+    pool.done(2, elapsed=0.5)                      # w2 finished and is idle
+    out = pool.signal(Signal.STOP_RIGHTNOW)
+    assert summary(out) == [("KillWorker", 0), ("KillWorker", 1)]  # not the idle one
+    assert of(pool.died(0, -9), st.FinishJob) == []
+    fin = finish(pool.died(1, -9))
+    assert isinstance(fin.error, StoppedError)
+    report = fin.report
+    assert report.status == "stopped"
+    assert (report.done, report.failed, report.errors) == (1, 0, ())
+    assert report.results == {2: result(2)}
+    assert report.pending == [0, 1]                # interrupted: pending, not failed
+
+
+def test_cancel_job_stops_that_map_only():
+    pool = Pool(1, keep_alive=True)
+    job = make_job(range(5), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    assert pool.feed(st.CancelJob(job.id)) == []
+    fin = finish(pool.done(0, elapsed=0.5))
+    assert isinstance(fin.error, StoppedError)
+    assert fin.report.pending == [1, 2, 3, 4]
+
+
+def test_send_report_replies_with_a_snapshot():
+    pool = Pool(2, keep_alive=True)
+    job = make_job("abcd", chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    token = object()
+    out = pool.signal(Signal.SEND_REPORT, token)
+    assert len(out) == 1 and isinstance(out[0], st.Reply)
+    assert out[0].reply is token
+    first = out[0].report
+    assert isinstance(first, Report)
+    assert (first.status, first.total, first.done, first.failed) == ("running", 4, 0, 0)
+    assert first.workers[0] == WorkerInfo(0, 1000, "busy", 0, 0.0, "a", 0)
+    assert first.workers[1].state == "starting"
+    pool.done(0, elapsed=0.25)
+    (reply,) = pool.signal(Signal.SEND_REPORT, token)
+    assert (reply.report.done, reply.report.results) == (1, {0: result("a")})
+    assert reply.report.workers[0].tasks_done == 1
+    assert (first.done, first.results) == (0, {})  # the earlier snapshot did not move
+
+
+def test_report_of_an_idle_pool():
+    pool = Pool(2)
+    (reply,) = pool.signal(Signal.SEND_REPORT, "r")
+    assert reply.report.status == "idle"
+    assert [w.state for w in reply.report.workers] == ["dead", "dead"]
+
+
+# ----------------------------------------------------------------------------- failures
+
+def test_batch_failed_fails_the_map_with_the_rebuilt_exception():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(6), chunk_size=3)
+    pool.submit(job)
+    pool.ready(0, 1)                               # w0: 0 1 2, w1: 3 4 5
+    payload = payload_of(_explode, 1)
+    out = pool.feed(st.BatchFailed(0, pool.head(0).batch_id, [result(0)], payload, 0.01))
+    assert summary(out) == [("KillWorker", 1)]     # the rest of the map is stopped
+    assert job.ledger.done == 1                    # what finished before the error is kept
+    fin = finish(pool.died(1, -9))
+    err = fin.error
+    assert type(err) is ValueError and str(err) == "bad item 1"
+    assert "nbpar: raised by item 1 (index 1) on worker 0" in err.__notes__
+    assert isinstance(err.__cause__, RemoteTraceback)
+    assert "_explode" in err.__cause__.tb and "ValueError: bad item 1" in err.__cause__.tb
+    report = fin.report
+    assert (report.status, report.done, report.failed) == ("failed", 1, 1)
+    assert report.results == {0: result(0)}
+    assert report.errors == (TaskError(1, 1, "ValueError", "bad item 1", err.__cause__.tb, 0),)
+    assert report.pending == [1, 2, 3, 4, 5]      # the killed batch is pending, not failed
+
+
+def test_only_busy_workers_of_the_failing_map_are_killed():
+    pool = Pool(3, keep_alive=True)
+    job = make_job(range(2), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1, 2)                            # w2 has nothing to do
+    out = pool.feed(st.BatchFailed(0, pool.head(0).batch_id, [], payload_of(_explode, 0), 0.1))
+    assert ids(out, st.KillWorker) == [1]
+
+
+def test_dispatch_failed_fails_the_map_with_that_error():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(4), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)
+    err = SerializationError("item 1 cannot be pickled")
+    err.item, err.index = 1, 1
+    out = pool.feed(st.DispatchFailed(1, pool.head(1).batch_id, err))
+    assert ids(out, st.KillWorker) == [0]
+    fin = finish(pool.died(0))
+    assert fin.error is err
+    assert [(e.index, e.type) for e in fin.report.errors] == [(1, "SerializationError")]
+
+
+@pytest.mark.parametrize("exitcode, says", [
+    (-11, "killed by signal SIGSEGV(-11)"),
+    (-9, "killed by signal SIGKILL(-9)"),
+    (-6, "killed by signal SIGABRT(-6)"),
+    (1, "exit code 1"),
+    (None, "unknown exit status"),
+])
+def test_worker_died_while_busy_names_item_worker_and_signal(exitcode, says):
+    pool = Pool(1, keep_alive=True)
+    job = make_job("abcd", chunk_size=2)
+    pool.submit(job)
+    pool.ready(0)                                  # w0: a b
+    out = pool.died(0, exitcode, position=1)       # it was running b
+    err = finish(out).error
+    assert isinstance(err, WorkerDiedError) and isinstance(err, BrokenProcessPool)
+    assert (err.worker_id, err.exitcode, err.item, err.index) == (0, exitcode, "b", 1)
+    assert "worker 0" in str(err) and "'b' (index 1)" in str(err) and says in str(err)
+    assert ids(out, st.StartWorker) == [0]         # replaced: the pool stays usable
+    assert finish(out).report.errors[0].type == "WorkerDiedError"
+
+
+@pytest.mark.parametrize("position, item", [(None, "a"), (0, "a"), (1, "b"), (7, "a")])
+def test_worker_died_names_the_item_at_its_position(position, item):
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job("abcd", chunk_size=2))
+    pool.ready(0)
+    assert finish(pool.died(0, -11, position)).error.item == item
+
+
+def test_worker_died_kills_the_other_busy_workers_of_the_map():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(4), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)
+    out = pool.died(0, -11)
+    assert ids(out, st.KillWorker) == [1]
+    assert isinstance(finish(pool.died(1, -9)).error, WorkerDiedError)
+    assert job.failed == 1                         # w1's interrupted item is not a failure
+
+
+def test_task_timeout_kills_the_worker_and_fails_the_map():
+    pool = Pool(1, task_timeout=5, keep_alive=True)
+    job = make_job(range(3))
+    pool.submit(job)
+    assert dispatched(pool.ready(0, now=0.0)) == [(0, [0], False)]
+    out = pool.done(0, elapsed=0.001, now=1.0)     # short, yet one item and no prefetch
+    assert dispatched(out) == [(0, [1], False)]
+    assert pool.state.next_deadline() == 6.0
+    assert pool.feed(st.Tick(), now=5.9) == []
+    out = pool.feed(st.Tick(), now=6.0)
+    assert summary(out) == [("KillWorker", 0)]
+    out = pool.died(0, -9, now=6.1)
+    err = finish(out).error
+    assert isinstance(err, TaskTimeoutError) and isinstance(err, TimeoutError)
+    assert "item 1 (index 1)" in str(err) and "task_timeout=5" in str(err)
+    assert "worker 0" in str(err)
+    report = finish(out).report
+    assert [(e.index, e.type, e.worker_id) for e in report.errors] == [
+        (1, "TaskTimeoutError", 0)]
+    assert report.results == {0: result(0)}
+    assert ids(out, st.StartWorker) == [0]
+
+
+def test_no_deadline_without_task_timeout():
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job(range(3)))
+    pool.ready(0)
+    assert pool.state.next_deadline() is None
+    assert of(pool.feed(st.Tick(), now=10 ** 6), st.KillWorker) == []
+
+
+def test_max_tasks_per_worker_retires_and_replaces_the_worker():
+    pool = Pool(1, keep_alive=True, max_tasks_per_worker=2)
+    job = make_job(range(5), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    assert dispatched(pool.done(0, elapsed=0.5)) == [(0, [1], False)]
+    assert summary(pool.done(0, elapsed=0.5)) == [("RetireWorker", 0)]
+    assert summary(pool.died(0, 0)) == [("StartWorker", 0)]
+    out = pool.ready(0)
+    assert dispatched(out) == [(0, [2], False)]
+    assert of(out, st.Dispatch)[0].send_func is True  # a new process needs the function
+    assert pool.state.slots[0].tasks_done == 2        # the slot's count goes on
+
+
+@pytest.mark.parametrize("max_tasks", [1, 2, 3, 50])
+def test_no_worker_process_runs_more_than_max_tasks(max_tasks):
+    pool = Pool(2, keep_alive=True, max_tasks_per_worker=max_tasks)
+    job = make_job(range(20))
+    log = pool.play(pool.submit(job), per_item=2 ** -17)
+    assert max(pool.items_by_pid.values()) <= max_tasks
+    assert sum(pool.items_by_pid.values()) == 20
+    assert len(of(log, st.RetireWorker)) >= math.ceil(20 / max_tasks) - 2
+    assert finish(log).error is None
+    assert job.ledger.ordered_results() == [result(i) for i in range(20)]
+
+
+def test_input_iterable_raising_fails_the_map_and_keeps_what_finished():
+    def source():
+        yield 0, "a"
+        yield 1, "b"
+        raise LookupError("the input broke")
+
+    pool = Pool(1, keep_alive=True)
+    job = make_lazy_job(source(), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    pool.done(0, elapsed=0.5)
+    out = pool.done(0, elapsed=0.5)
+    fin = finish(out)
+    assert type(fin.error) is LookupError and str(fin.error) == "the input broke"
+    assert "nbpar: raised by the input iterable after 2 items" in fin.error.__notes__
+    assert fin.report.status == "failed"
+    assert fin.report.results == {0: result("a"), 1: result("b")}
+    assert job.ledger.done == 2
+
+
+def test_items_read_before_the_input_raised_stay_pending():
+    def source():
+        yield 0, "a"
+        yield 1, "b"
+        raise LookupError("the input broke")
+
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_lazy_job(source(), chunk_size=3))
+    out = pool.ready(0)
+    assert of(out, st.Dispatch) == []              # the batch being read is never sent
+    fin = finish(out)
+    assert isinstance(fin.error, LookupError)
+    assert fin.report.pending == ["a", "b"]
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_worker_init_failure_fails_the_map_and_does_not_restart_workers(keep_alive):
+    pool = Pool(2, keep_alive=keep_alive)
+    job = make_job(range(4))
+    pool.submit(job)
+    payload = payload_of(_no_gpu)
+    log = pool.feed(st.WorkerInitFailed(0, payload))
+    log += pool.ready(1)
+    log += pool.died(0, 1)
+    log = pool.play(log)
+    fin = finish(log)
+    assert type(fin.error) is OSError and str(fin.error) == "no GPU here"
+    assert "nbpar: raised in worker_init on worker 0" in fin.error.__notes__
+    assert isinstance(fin.error.__cause__, RemoteTraceback)
+    assert of(log, st.Dispatch) == []
+    assert of(log, st.StartWorker) == []           # no endless restart loop
+    assert pool.feed(st.Tick(), now=100.0) == []
+    # a new map tries again
+    assert ids(pool.submit(make_job(range(2))), st.StartWorker) == (
+        [0] if keep_alive else [0, 1])
+
+
+def test_worker_dying_while_starting_fails_the_map_without_restarts():
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job(range(4)))
+    out = pool.died(0, 1)
+    err = finish(out).error
+    assert isinstance(err, WorkerDiedError) and "while starting" in str(err)
+    assert of(out, st.StartWorker) == []
+
+
+def test_start_failed_fails_the_map():
+    pool = Pool(1, keep_alive=True)
+    pool.submit(make_job(range(4)))
+    boom = OSError("cannot fork")
+    out = pool.feed(st.StartFailed(0, boom))
+    assert finish(out).error is boom
+    assert of(out, st.StartWorker) == []
+
+
+# ----------------------------------------------------------------------------- the end
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_end_finishes_pending_work_then_retires_everyone_then_shuts_down(keep_alive):
+    pool = Pool(2, keep_alive=keep_alive)
+    job = make_job(range(6), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)
+    out = pool.signal(Signal.END)
+    assert of(out, st.RetireWorker) == [] and of(out, st.Shutdown) == []
+    log = pool.play(out)
+    kinds = [type(i).__name__ for i in log]
+    assert sorted(ids(log, st.RetireWorker)) == [0, 1]
+    assert kinds.count("Shutdown") == 1 and kinds[-1] == "Shutdown"
+    assert kinds.index("FinishJob") < kinds.index("Shutdown")
+    assert finish(log).error is None
+    assert job.ledger.ordered_results() == [result(i) for i in range(6)]
+    assert of(log, st.StartWorker) == []
+    assert pool.state.shut_down
+
+
+def test_end_on_an_idle_pool_shuts_down_at_once():
+    pool = Pool(2)
+    assert summary(pool.signal(Signal.END)) == [("Shutdown",)]
+
+
+def test_end_on_a_kept_alive_idle_pool_retires_the_workers_first():
+    pool = Pool(2, keep_alive=True)
+    pool.play(pool.submit(make_job([1])))
+    assert [s.state for s in pool.state.slots] == ["idle", "idle"]
+    assert summary(pool.signal(Signal.END)) == [("RetireWorker", 0), ("RetireWorker", 1)]
+    assert pool.died(0, 0) == []
+    assert summary(pool.died(1, 0)) == [("Shutdown",)]
+
+
+def test_a_job_submitted_after_end_is_refused():
+    pool = Pool(2)
+    pool.signal(Signal.END)
+    job = make_job(range(3))
+    out = pool.submit(job)
+    assert summary(out) == [("FinishJob", job.id, "RuntimeError")]
+    assert "closed" in str(out[0].error)
+    assert job.status == "failed"
+
+
+# ----------------------------------------------------------------------------- schedulers
+
+@pytest.mark.parametrize("n_workers, max_threads", [(2, 1), (3, 2), (2, 5)])
+def test_max_threads_scheduler_caps_busy_workers(n_workers, max_threads):
+    pool = Pool(n_workers, scheduler=MaxThreadsScheduler(max_threads), keep_alive=True)
+    job = make_job(range(60))
+    busy_counts = []
+
+    def count(state):
+        busy = sum(1 for s in state.slots if s.queue)
+        busy_counts.append(busy)
+        assert busy <= max_threads
+
+    log = pool.play(pool.submit(job), per_item=2 ** -10, check=count)
+    assert max(busy_counts) == min(n_workers, max_threads)
+    assert finish(log).error is None
+    assert job.ledger.ordered_results() == [result(i) for i in range(60)]
+
+
+def test_max_threads_one_leaves_the_second_worker_idle():
+    pool = Pool(2, scheduler=MaxThreadsScheduler(1), keep_alive=True)
+    pool.submit(make_job(range(10), chunk_size=1))
+    assert dispatched(pool.ready(0)) == [(0, [0], False)]
+    assert pool.ready(1) == []
+    assert pool.state.slots[1].state == "idle"
+
+
+# ----------------------------------------------------------------------------- regressions
+
+def test_map_with_every_item_done_finishes_even_while_halted():
+    pool = Pool(2, keep_alive=True)
+    job = make_job("ab", chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)                               # every item is dispatched
+    pool.signal(Signal.HALT)
+    pool.done(0, elapsed=0.5)
+    out = pool.done(1, elapsed=0.5)
+    assert pool.report().done == 2
+    assert finish(out).error is None
+
+
+def test_map_finishes_when_its_last_worker_retires_for_max_tasks():
+    pool = Pool(1, keep_alive=True, max_tasks_per_worker=2)
+    job = make_job("ab", chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    pool.done(0, elapsed=0.5)
+    log = pool.done(0, elapsed=0.5)                # both items done; the worker retires
+    log += pool.died(0, 0)
+    assert finish(log).error is None
+
+
+@pytest.mark.parametrize("how", ["timeout", "input"])
+def test_failing_map_kills_its_other_busy_workers_in_the_same_step(how):
+    def source():
+        yield 0, "a"
+        yield 1, "b"
+        raise LookupError("the input broke")
+
+    pool = Pool(2, keep_alive=True, task_timeout=5 if how == "timeout" else None)
+    job = make_job("abcd") if how == "timeout" else make_lazy_job(source(), chunk_size=1)
+    pool.submit(job, now=0.0)
+    pool.ready(0, now=0.0)
+    pool.ready(1, now=1.0)
+    if how == "timeout":
+        out = pool.feed(st.Tick(), now=5.0)        # w0 overran; w1 runs the same map
+    else:
+        out = pool.done(0, elapsed=0.5)            # w0 asks for more: the input raises
+    assert job.stopping == "failed"
+    assert 1 in ids(out, st.KillWorker)
+
+
+def test_held_map_finishes_although_a_new_map_arrives_while_workers_retire():
+    pool = Pool(2, keep_alive=False)
+    first = make_job(range(2), chunk_size=1)
+    pool.submit(first)
+    pool.ready(0, 1)
+    pool.done(0)
+    out = pool.done(1)
+    assert ids(out, st.RetireWorker) == [0, 1]     # first is held until they are gone
+    second = make_job(range(100), chunk_size=1)
+    log = pool.submit(second)
+    log += pool.died(0, 0)
+    log += pool.died(1, 0)                         # every worker of the first map is gone
+    assert [f.job for f in of(log, st.FinishJob)] == [first]
+
+
+@pytest.mark.parametrize("how", ["stop_rightnow", "crash"])
+def test_no_replacement_worker_for_a_map_that_is_ending(how):
+    pool = Pool(2, keep_alive=False)
+    job = make_job(range(10), chunk_size=1)
+    pool.submit(job)
+    pool.ready(0, 1)
+    if how == "stop_rightnow":
+        log = pool.signal(Signal.STOP_RIGHTNOW) + pool.died(0, -9)
+    else:
+        log = pool.died(0, -11)                    # kills w1, which runs the same map
+    log += pool.died(1, -9)
+    assert of(log, st.StartWorker) == []
+    assert finish(log).error is not None
+
+
+def test_worker_exit_error_report_agrees_with_the_error():
+    pool = Pool(1, keep_alive=False)
+    job = make_job([1], chunk_size=1)
+    pool.submit(job)
+    pool.ready(0)
+    pool.done(0)
+    exit_error = payload_of(_explode, "exit")
+    pool.feed(st.WorkerExited(0, None, exit_error))
+    fin = finish(pool.died(0, 0))
+    assert type(fin.error) is ValueError
+    assert fin.report.status == "failed" == job.status
