@@ -164,3 +164,40 @@ def test_terminate_kills_running_work():
     assert time.monotonic() - start < 2.0
     assert not gone_within([pid], 1.0)
     assert fut.done()
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_shared_memory_is_unlinked_after_the_caller_is_killed(method, tmp_path):
+    script = tmp_path / "shm_crash.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time, numpy as np, nbpar
+        def total(shared, x):
+            time.sleep(30)
+            return float(shared.sum())
+        if __name__ == "__main__":
+            pool = nbpar.WorkerPool(1, start_method=sys.argv[1],
+                                    shared_objects=np.ones(100_000))
+            names = [n for n in os.listdir("/dev/shm") if n.startswith(f"nbpar-{os.getpid()}-")]
+            print("SEGMENTS", *names, flush=True)
+            pool.map(total, range(3))
+    """))
+    proc = subprocess.Popen([sys.executable, str(script), method], stdout=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    names = proc.stdout.readline().split()[1:]
+    assert len(names) >= 2  # the array and the progress board
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(os.path.exists(f"/dev/shm/{n}") for n in names):
+        time.sleep(0.05)  # multiprocessing's resource tracker unlinks what the dead caller left
+    assert not [n for n in names if os.path.exists(f"/dev/shm/{n}")]
+
+
+def test_import_stays_light():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, nbpar; print(' '.join(m for m in ('IPython', "
+         "'ipywidgets', 'tqdm', 'dask', 'distributed', 'numpy', 'cloudpickle') "
+         "if m in sys.modules))"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
