@@ -131,6 +131,16 @@ class WorkerPool:
         self._boss.send(Signal.END)
         self._boss.thread.join(_STOP_WAIT)
 
+    @property
+    def on_output(self):
+        """Where worker output goes: a callable (worker_id, stream, line). Settable, e.g. by
+        a notebook layer routing each map's output into the cell that started it."""
+        return self._boss.on_output
+
+    @on_output.setter
+    def on_output(self, sink):
+        self._boss.on_output = sink if sink is not None else _print_output
+
     # -- control
     def halt(self):
         self._boss.send(Signal.HALT)

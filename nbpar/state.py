@@ -384,7 +384,7 @@ class BossState:
         reason, was = slot.kill_reason, slot.state
         batches = list(slot.queue)
         slot.queue.clear()
-        slot.state, slot.pid, slot.kill_reason = "dead", None, None
+        slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
         slot.funcs.clear()
         slot.since_start = 0
         if batches and reason is None and was != "retiring":
