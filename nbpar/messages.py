@@ -11,6 +11,16 @@ from dataclasses import dataclass
 from .errors import ErrorPayload
 
 
+PROGRESS_STEP = 256
+
+
+def progress_span(n_items: int) -> int:
+    """How many items a worker runs between two marks on its progress board: every item of
+    a small batch (slow tasks: the mark costs nothing), blocks of PROGRESS_STEP in a large one
+    (tiny tasks: a mark per item would cost as much as the task)."""
+    return 1 if n_items <= PROGRESS_STEP else PROGRESS_STEP
+
+
 # Boss -> worker
 @dataclass(frozen=True, slots=True)
 class Func:

@@ -23,6 +23,7 @@ from .messages import WorkerSetup
 from .reports import Ledger, Report
 from .scheduling import AdaptiveChunker, Scheduler
 from .signals import Signal
+from .sources import IterSource, ListSource
 
 DEFAULT_START_METHOD = "forkserver"
 _STOP_WAIT = 5.0  # seconds the caller waits for STOP_RIGHTNOW to take effect
@@ -218,9 +219,8 @@ class WorkerPool:
         _check_func(func)
         future: Future = Future()
         call = _Call(func, kwargs) if kwargs else func
-        job = self._new_job(call, iter([(0, args)]), total=1, streaming=True, star=True,
+        job = self._new_job(call, ListSource([args]), total=1, streaming=True, star=True,
                             items=[args], handle=FutureHandle(call, future))
-        job.source_len = 1
         job.func_name = _func_name(func)
         self._submit(job)
         return future
@@ -234,10 +234,8 @@ class WorkerPool:
         if iterable is None:
             raise TypeError("map needs an iterable (or report= to continue a stopped map)")
         items = list(iterable)
-        job = self._new_job(func, enumerate(items), total=len(items), streaming=False,
-                            star=star, items=items, chunk_size=chunk_size, limit=limit)
-        job.source_len = len(items)
-        return job
+        return self._new_job(func, ListSource(items), total=len(items), streaming=False,
+                             star=star, items=items, chunk_size=chunk_size, limit=limit)
 
     def _continue_job(self, func, report, chunk_size, limit, star):
         if not isinstance(report, Report):
@@ -250,11 +248,9 @@ class WorkerPool:
             raise ValueError("this report is from an iterator map (imap): its results went to "
                              "its consumer, so it cannot be continued as a list")
         pairs = list(zip(report.pending_indices, report.pending))
-        job = self._new_job(func, iter(pairs), total=report.total, streaming=False,
-                            star=star, items=dict(pairs), prior=report.results,
-                            chunk_size=chunk_size, limit=limit)
-        job.source_len = len(pairs)
-        return job
+        return self._new_job(func, ListSource(report.pending, report.pending_indices),
+                             total=report.total, streaming=False, star=star, items=dict(pairs),
+                             prior=report.results, chunk_size=chunk_size, limit=limit)
 
     def _new_job(self, func, source, *, total, streaming, star=False, items=None,
                  prior=None, chunk_size=None, limit=None, handle=None, keep_results=True):
@@ -271,10 +267,10 @@ class WorkerPool:
         total = iterable_len
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
-        source = enumerate(iter(iterable))
+        source = IterSource(iterable)
         job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
                             limit=limit, keep_results=False)
-        job.ledger.rest = source
+        job.ledger.rest = source.iterator
         job.max_ahead = max(1024, 8 * self.n_jobs * (chunk_size or 1))
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)

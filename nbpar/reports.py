@@ -62,9 +62,9 @@ class Ledger:
             self.log.append(tuple(prior))
             self.done = len(prior)
 
-    def note_read(self, index, item):
+    def note_read(self, indices, items):
         if self.unfinished is not None:
-            self.unfinished[index] = item
+            self.unfinished.update(zip(indices, items))
 
     def record(self, indices, results):
         if self.keep_results:

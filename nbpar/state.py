@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
+from .messages import progress_span
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, Running, Scheduler
 from .signals import Signal
@@ -34,7 +35,7 @@ class Job:
 
     id: int
     func: Callable
-    source: Any  # iterator of (index, item)
+    source: Any  # sources.ListSource or IterSource: take(n) -> (indices, items)
     ledger: Any  # reports.Ledger
     total: int | None = None
     star: bool = False
@@ -43,11 +44,10 @@ class Job:
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
     limit: Any = None
     func_name: str = ""
-    source_len: int | None = None  # items the source holds, when known for sure (not a hint)
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
     status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
-    requeued: deque = field(default_factory=deque)
+    requeued: deque = field(default_factory=deque)  # (indices, items) to run again first
     in_flight: dict = field(default_factory=dict)
     exhausted: bool = False
     stopping: str | None = None  # None | "stop" | "failed"
@@ -389,11 +389,16 @@ class BossState:
         slot.since_start = 0
         if batches and reason is None and was != "retiring":
             culprit = batches.pop(0)
-            pos = ev.position if ev.position is not None and ev.position < len(culprit.items) else 0
+            n = len(culprit.items)
+            pos = ev.position if ev.position is not None and 0 <= ev.position < n else 0
+            span = min(progress_span(n), n - pos)
             item, index = culprit.items[pos], culprit.indices[pos]
+            what = (f"item {describe(item)} (index {index})" if span == 1 else
+                    f"one of the {span} items from index {index} (the first: {describe(item)};"
+                    f" chunk_size=1 names the very item)")
             exc = WorkerDiedError(
-                f"worker {ev.worker_id} died ({describe_exit(ev.exitcode)}) while running item "
-                f"{describe(item)} (index {index}); the pool replaces it",
+                f"worker {ev.worker_id} died ({describe_exit(ev.exitcode)}) while running "
+                f"{what}; the pool replaces it",
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
             self._task_error(culprit.job, item, index, ev.worker_id, exc)
@@ -404,11 +409,11 @@ class BossState:
                 f"before or during worker_init", worker_id=ev.worker_id, exitcode=ev.exitcode)
             for job in list(self.jobs):
                 self._fail(job, exc)
-        for batch in batches:  # never started, or interrupted: back to their map
+        for batch in reversed(batches):  # never started, or interrupted: back to their map
             job = batch.job
             job.in_flight.pop(batch.batch_id, None)
             if job.active and not job.stopping:
-                job.requeued.extendleft(reversed(list(zip(batch.indices, batch.items))))
+                job.requeued.appendleft((batch.indices, batch.items))
 
     def _on_WorkerInitFailed(self, ev, now, out):
         exc = rebuild(ev.error, where=f"raised in worker_init on worker {ev.worker_id}")
@@ -581,7 +586,8 @@ class BossState:
             if job.max_ahead is not None and (
                     job.ledger.done - job.consumed + job.in_flight_items() >= job.max_ahead):
                 continue
-            remaining = None if job.total is None else job.total - job.read + len(job.requeued)
+            remaining = None if job.total is None else (
+                job.total - job.read + sum(len(c[1]) for c in job.requeued))
             size = 1 if self.task_timeout is not None else job.chunker.next_size(remaining,
                                                                                   n_ready)
             if queued and not job.chunker.may_prefetch(size):
@@ -590,12 +596,11 @@ class BossState:
                 size = min(size, quota)
             if job.max_ahead is not None:
                 size = max(1, min(size, job.max_ahead // 2))
-            pairs = self._take(job, size)
-            if not pairs:
+            taken = self._take(job, size)
+            if taken is None:
                 continue
-            indices = _compact([p[0] for p in pairs])
-            batch = TaskBatch(next(self._batch_ids), job, indices, [p[1] for p in pairs],
-                              slot.id, None if queued else now)
+            batch = TaskBatch(next(self._batch_ids), job, taken[0], taken[1], slot.id,
+                              None if queued else now)
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
             slot.state = "busy"
@@ -618,26 +623,38 @@ class BossState:
                 return False
         return True
 
-    def _take(self, job, size) -> list:
-        pairs = []
-        while job.requeued and len(pairs) < size:
-            pairs.append(job.requeued.popleft())
-        if len(pairs) < size and not job.exhausted:
-            try:
-                for pair in itertools.islice(job.source, size - len(pairs)):
-                    job.ledger.note_read(*pair)
-                    pairs.append(pair)
-                    job.read += 1
-            except Exception as exc:  # the user's iterable raised: the map fails with it
+    def _take(self, job, size):
+        """Up to `size` items of a map, requeued ones first: (indices, items) or None."""
+        chunks, got = [], 0
+        while job.requeued and got < size:
+            indices, items = job.requeued.popleft()
+            if got + len(items) > size:
+                k = size - got
+                job.requeued.appendleft((indices[k:], items[k:]))
+                indices, items = indices[:k], items[:k]
+            chunks.append((indices, items))
+            got += len(items)
+        if got < size and not job.exhausted:
+            indices, items = job.source.take(size - got)
+            job.read += len(items)
+            if len(items) < size - got or (job.source.length is not None
+                                            and job.read >= job.source.length):
                 job.exhausted = True
+            if items:
+                job.ledger.note_read(indices, items)
+                chunks.append((indices, items))
+            exc = job.source.error
+            if exc is not None:  # the user's iterable raised: the map fails with it
                 add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
-                job.requeued.extendleft(reversed(pairs))
+                job.requeued.extendleft(reversed(chunks))
                 self._fail(job, exc)
-                return []
-            if len(pairs) < size or (job.source_len is not None
-                                     and job.read >= job.source_len):
-                job.exhausted = True
-        return pairs
+                return None
+        if not chunks:
+            return None
+        if len(chunks) == 1:
+            return chunks[0]
+        return (_compact([i for c in chunks for i in c[0]]),
+                [item for c in chunks for item in c[1]])
 
     def _finish_jobs(self, now, out):
         for job in list(self.jobs):

@@ -128,16 +128,19 @@ def _run_batch(channel, msg, func, leading, progress, wid):
     call = partial(func, *leading) if leading else func
     results = []
     append = results.append
+    n = len(items)
+    step = m.progress_span(n)
     start = _perf()
     try:
-        if msg.star:
-            for pos, item in enumerate(items):
-                progress[wid] = pos
-                append(call(*item))
-        else:
-            for pos, item in enumerate(items):
-                progress[wid] = pos
-                append(call(item))
+        for first in range(0, n, step):
+            progress[wid] = first  # where a crash happened, for the Boss to name the item
+            block = items[first:first + step] if step < n else items
+            if msg.star:
+                for item in block:
+                    append(call(*item))
+            else:
+                for item in block:
+                    append(call(item))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the Boss
         elapsed = _perf() - start
         _flush()

@@ -125,13 +125,13 @@ def test_empty_prior_is_a_fresh_ledger():
 def test_lazy_ledger_pending_holds_the_items_read_but_not_finished():
     ledger = Ledger(None, None, None, keep_results=False)
     for pair in [(0, "a"), (1, "b"), (2, "c")]:
-        ledger.note_read(*pair)
+        ledger.note_read([pair[0]], [pair[1]])
     ledger.record((1,), ["B"])
     first = snap(ledger)
     assert (first.pending_indices, first.pending) == ([0, 2], ["a", "c"])
     assert first.results == {}                       # results went to the consumer
     assert first.done == 1
-    ledger.note_read(3, "d")
+    ledger.note_read([3], ["d"])
     ledger.record((0, 2), ["A", "C"])
     assert snap(ledger).pending == ["d"]
     assert first.pending == ["a", "c"]               # the snapshot kept its own copy
@@ -139,7 +139,7 @@ def test_lazy_ledger_pending_holds_the_items_read_but_not_finished():
 
 def test_lazy_ledger_can_keep_results():
     ledger = Ledger(None, None, None, True)
-    ledger.note_read(0, "a")
+    ledger.note_read([0], ["a"])
     ledger.record((0,), ["A"])
     assert snap(ledger).results == {0: "A"}
     assert ledger.ordered_results() == ["A"]

@@ -15,6 +15,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
+from nbpar.sources import IterSource, ListSource
+
 from nbpar import state as st
 from nbpar.errors import (RemoteTraceback, SerializationError, StoppedError, TaskTimeoutError,
                           WorkerDiedError, capture)
@@ -37,16 +39,17 @@ def _task(x):
 def make_job(items, *, chunk_size=None, streaming=False):
     """A map's Job built the way pool.py's `_new_job` builds it for a list."""
     items = list(items)
-    job = st.Job(next(_job_ids), _task, enumerate(items), Ledger(len(items), items, None, True),
+    job = st.Job(next(_job_ids), _task, ListSource(items), Ledger(len(items), items, None, True),
                  total=len(items), streaming=streaming, chunker=AdaptiveChunker(chunk_size),
-                 func_name="tests._task", source_len=len(items))
+                 func_name="tests._task")
     job.handle = object()  # the caller's side: opaque to the state
     return job
 
 
 def make_lazy_job(pairs, *, chunk_size=None):
     """A map over an iterator of (index, item) whose length is unknown."""
-    job = st.Job(next(_job_ids), _task, pairs, Ledger(None, None, None, True), total=None,
+    source = IterSource(item for _, item in pairs)
+    job = st.Job(next(_job_ids), _task, source, Ledger(None, None, None, True), total=None,
                  chunker=AdaptiveChunker(chunk_size), func_name="tests._task")
     job.handle = object()
     return job
