@@ -301,7 +301,7 @@ class Boss:
         elif kind is st.RetireWorker:
             self._send(instr.worker_id, m.Retire())
         elif kind is st.ForgetFunc:
-            self._send(instr.worker_id, m.Forget(instr.job_id))
+            self._send(instr.worker_id, m.Forget(instr.key))
         elif kind is st.Reply:
             if not instr.reply.done():
                 instr.reply.set_result(instr.report)
@@ -332,14 +332,14 @@ class Boss:
         ch = handle.channel
         try:
             if instr.send_func:
-                ch.send(m.Func(job.id, job.handle.func_body(ch.encode)))
+                ch.send(m.Func(job.func_key, job.handle.func_body(ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.DispatchFailed(wid, batch.batch_id,
                                                   _unpicklable(exc, batch, ch.encode)))
             return
         job.handle.started()
-        msg = m.Batch(batch.batch_id, job.id, job.star, body)
+        msg = m.Batch(batch.batch_id, job.func_key, job.star, body)
         if instr.queued and isinstance(body, bytes) and len(body) > _PREFETCH_MAX_BYTES:
             self._deferred.setdefault(wid, []).append(msg)
             return

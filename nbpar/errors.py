@@ -77,6 +77,33 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
         return [f"{type(self).__name__}: {self}"]
 
 
+class JobError(NbparError):
+    """A command run by `nbpar.run_job` failed: a non-zero exit, a signal, or an abort.
+
+    `exit_status` (int, or None when the job did not exit by itself), `signal` (e.g.
+    "SIGKILL", or None), `aborted` (terminated by the grid engine or by nbpar -- STOP_RIGHTNOW,
+    a timeout -- before it finished), `timed_out`, `stdout`, `stderr`, `job_id`, `cmd`.
+    """
+
+    def __init__(self, message, *, cmd=None, job_id=None, exit_status=None, signal=None,
+                 aborted=False, timed_out=False, stdout="", stderr=""):
+        super().__init__(message)
+        self.cmd = cmd
+        self.job_id = job_id
+        self.exit_status = exit_status
+        self.signal = signal
+        self.aborted = aborted
+        self.timed_out = timed_out
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), self.args, dict(
+            cmd=self.cmd, job_id=self.job_id, exit_status=self.exit_status,
+            signal=self.signal, aborted=self.aborted, timed_out=self.timed_out,
+            stdout=self.stdout, stderr=self.stderr)))
+
+
 def _rebuild_kw(cls, args, kwargs):
     return cls(*args, **kwargs)
 

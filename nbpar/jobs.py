@@ -6,8 +6,10 @@ handle. Nothing here decides anything: that is the Boss's job.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
+from collections import OrderedDict
 from concurrent.futures import Future
 
 from .errors import SerializationError, describe
@@ -15,34 +17,72 @@ from .errors import SerializationError, describe
 _END = object()
 
 
+class FunctionKeys:
+    """Gives each function object a key and pickles it once per pool, so a thousand
+    `submit(f, x)` calls send `f` to each worker once, not a thousand times."""
+
+    def __init__(self, size=256):
+        self._entries: OrderedDict = OrderedDict()  # id(func) -> [func, key, body]
+        self._keys = itertools.count()
+        self._lock = threading.Lock()
+        self._size = size
+
+    def key(self, func) -> int:
+        with self._lock:
+            entry = self._entries.get(id(func))
+            if entry is not None and entry[0] is func:
+                self._entries.move_to_end(id(func))
+                return entry[1]
+            key = next(self._keys)  # never reused: a worker cannot confuse two functions
+            self._entries[id(func)] = [func, key, None]
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+            return key
+
+    def body(self, func, encode):
+        """The pickled function (in the Boss thread, when a worker first needs it)."""
+        with self._lock:
+            entry = self._entries.get(id(func))
+            cached = entry[2] if entry is not None and entry[0] is func else None
+        if cached is not None:
+            return cached
+        try:
+            body = encode(func)
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(
+                f"the function {describe(func)} cannot be pickled to be sent to the "
+                f"workers: {type(exc).__name__}: {exc}") from exc
+        with self._lock:
+            entry = self._entries.get(id(func))
+            if entry is not None and entry[0] is func:
+                entry[2] = body
+        return body
+
+
 class JobHandle:
     """One map seen from the caller: completion, streamed results, the final report."""
 
-    def __init__(self, func, streaming: bool):
+    def __init__(self, func, streaming: bool, functions: FunctionKeys | None = None):
         self.func = func
         self.streaming = streaming
         self.error: BaseException | None = None
         self.report = None
         self._done = threading.Event()
         self._stream = queue.SimpleQueue() if streaming else None
-        self._func_body = None
+        self._functions = functions or FunctionKeys(1)
+        self._async_waiters: list = []  # (loop, asyncio.Future) woken by deliver / finish
+        self._async_lock = threading.Lock()
 
     # -- called by the Boss thread
     def func_body(self, encode):
-        if self._func_body is None:
-            try:
-                self._func_body = encode(self.func)
-            except Exception as exc:  # noqa: BLE001
-                raise SerializationError(
-                    f"the function {describe(self.func)} cannot be pickled to be sent to the "
-                    f"workers: {type(exc).__name__}: {exc}") from exc
-        return self._func_body
+        return self._functions.body(self.func, encode)
 
     def started(self):
         pass
 
     def deliver(self, indices, results):
         self._stream.put((indices, results))
+        self._wake_async()
 
     def finish(self, error, report):
         self.error = error
@@ -50,6 +90,7 @@ class JobHandle:
         self._done.set()
         if self._stream is not None:
             self._stream.put(_END)
+        self._wake_async()
 
     # -- called by the caller
     @property
@@ -58,6 +99,47 @@ class JobHandle:
 
     def wait(self, timeout=None) -> bool:
         return self._done.wait(timeout)
+
+    def next_chunk(self):
+        """A delivered (indices, results) pair if one is waiting, else None; raises the map's
+        error at the end (the non-blocking form of `chunks`, for the async iterator)."""
+        try:
+            chunk = self._stream.get_nowait()
+        except queue.Empty:
+            return None
+        if chunk is _END:
+            self._stream.put(_END)  # stays ended for a later look
+            if self.error is not None:
+                raise self.error
+            raise StopAsyncIteration
+        return chunk
+
+    # -- awaiting from an asyncio loop (map_async, the notebook layer)
+    def changed(self):
+        """A future of the running asyncio loop, set at the next delivery or at the end.
+
+        Take it before looking at the handle, then await it only if there was nothing to
+        see: the Boss thread sets it with `call_soon_threadsafe`, so no wake-up is lost and
+        the loop stays free (widget clicks are handled) while the map runs.
+        """
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._async_lock:
+            self._async_waiters.append((loop, future))
+        return future
+
+    def _wake_async(self):
+        if not self._async_waiters:  # the common case: nobody awaits (a waiter taken later
+            return                   # looks at the handle after this delivery was queued)
+        with self._async_lock:
+            waiters, self._async_waiters = self._async_waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_set_if_pending, future)
+            except RuntimeError:  # that loop is closed: nobody waits there any more
+                pass
 
     def chunks(self):
         """Delivered (indices, results) pairs as they come; raises the map's error at the end."""
@@ -70,11 +152,16 @@ class JobHandle:
             yield chunk
 
 
+def _set_if_pending(future):
+    if not future.done():
+        future.set_result(None)
+
+
 class FutureHandle(JobHandle):
     """A single call (submit / apply_async) whose result lands in a concurrent.futures.Future."""
 
-    def __init__(self, func, future: Future):
-        super().__init__(func, streaming=True)
+    def __init__(self, func, future: Future, functions: FunctionKeys | None = None):
+        super().__init__(func, streaming=True, functions=functions)
         self.future = future
         self._running = False
 

@@ -24,21 +24,23 @@ def progress_span(n_items: int) -> int:
 # Boss -> worker
 @dataclass(frozen=True, slots=True)
 class Func:
-    job_id: int
+    """A function the worker keeps under `key` until told to forget it."""
+
+    key: int
     body: object  # pickled function (processes) or the function itself (threads)
 
 
 @dataclass(frozen=True, slots=True)
 class Batch:
     batch_id: int
-    job_id: int
+    func_key: int
     star: bool
     body: object  # pickled list of items (processes) or the list itself (threads)
 
 
 @dataclass(frozen=True, slots=True)
 class Forget:
-    job_id: int
+    key: int
 
 
 @dataclass(frozen=True, slots=True)

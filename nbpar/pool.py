@@ -18,7 +18,7 @@ from . import state as st
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
-from .jobs import AsyncResult, FutureHandle, JobHandle
+from .jobs import AsyncResult, FunctionKeys, FutureHandle, JobHandle
 from .messages import WorkerSetup
 from .reports import Ledger, Report
 from .scheduling import AdaptiveChunker, Scheduler
@@ -27,6 +27,27 @@ from .sources import IterSource, ListSource
 
 DEFAULT_START_METHOD = "forkserver"
 _STOP_WAIT = 5.0  # seconds the caller waits for STOP_RIGHTNOW to take effect
+
+# -- signal observers (begin) ---------------------------------------------------------------
+# What outside the engine must follow a pool's signals registers here: cluster.py holds,
+# releases and terminates the grid jobs started by the pool's tasks. Every signal the caller's
+# side sends goes through `WorkerPool._signal`, which calls `observer(pool, signal)` in the
+# sending thread just before the signal goes on the control pipe; an observer may return a
+# callable, run just after. A failing observer never keeps a signal from the Boss.
+signal_observers: list = []
+
+
+def _notify(observers, pool, signal) -> list:
+    after = []
+    for observer in tuple(observers):
+        try:
+            action = observer(pool, signal)
+        except Exception:  # noqa: BLE001 - see above
+            action = None
+        if action is not None:
+            after.append(action)
+    return after
+# -- signal observers (end) -----------------------------------------------------------------
 
 
 def _print_output(worker_id, stream, line):
@@ -88,6 +109,7 @@ class WorkerPool:
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
             use_worker_state=bool(use_worker_state)))
         self._job_ids = itertools.count()
+        self._functions = FunctionKeys()
         self._lock = threading.Lock()
         self._closed = False
         self._backend = make_backend(start_method, n_jobs, shared_objects)
@@ -114,7 +136,7 @@ class WorkerPool:
     def close(self):
         """Accept no new work; workers retire once what is pending is done."""
         self._closed = True
-        self._boss.send(Signal.END)
+        self._signal(Signal.END)
 
     def join(self, timeout=None):
         """Wait for the Boss and every worker to be gone; raises a worker_exit error, if any."""
@@ -128,8 +150,8 @@ class WorkerPool:
     def terminate(self):
         """Kill every worker now and end the Boss."""
         self._closed = True
-        self._boss.send(Signal.STOP_RIGHTNOW)
-        self._boss.send(Signal.END)
+        self._signal(Signal.STOP_RIGHTNOW)
+        self._signal(Signal.END)
         self._boss.thread.join(_STOP_WAIT)
 
     @property
@@ -144,13 +166,13 @@ class WorkerPool:
 
     # -- control
     def halt(self):
-        self._boss.send(Signal.HALT)
+        self._signal(Signal.HALT)
 
     def resume(self):
-        self._boss.send(Signal.RESUME)
+        self._signal(Signal.RESUME)
 
     def stop(self, now=False):
-        self._boss.send(Signal.STOP_RIGHTNOW if now else Signal.STOP)
+        self._signal(Signal.STOP_RIGHTNOW if now else Signal.STOP)
 
     def send(self, signal: Signal):
         """Send any Signal on the Boss's control pipe."""
@@ -158,7 +180,17 @@ class WorkerPool:
             raise TypeError(f"expected an nbpar.Signal, got {describe(signal)}")
         if signal is Signal.SEND_REPORT:
             return self.report()
+        self._signal(signal)
+
+    def _signal(self, signal: Signal):
+        """The one way out for signals from the caller's side (see signal_observers)."""
+        after = _notify(signal_observers, self, signal)
         self._boss.send(signal)
+        for action in after:
+            try:
+                action()
+            except Exception:  # noqa: BLE001
+                pass
 
     def report(self) -> Report:
         """A snapshot of the latest map and the workers, at any moment, from any thread."""
@@ -220,7 +252,7 @@ class WorkerPool:
         future: Future = Future()
         call = _Call(func, kwargs) if kwargs else func
         job = self._new_job(call, ListSource([args]), total=1, streaming=True, star=True,
-                            items=[args], handle=FutureHandle(call, future))
+                            items=[args], handle=FutureHandle(call, future, self._functions))
         job.func_name = _func_name(func)
         self._submit(job)
         return future
@@ -257,8 +289,8 @@ class WorkerPool:
         ledger = Ledger(total, items, prior, keep_results)
         job = st.Job(next(self._job_ids), func, source, ledger, total=total, star=star,
                      streaming=streaming, chunker=AdaptiveChunker(chunk_size), limit=limit,
-                     func_name=_func_name(func))
-        job.handle = handle or JobHandle(func, streaming)
+                     func_name=_func_name(func), func_key=self._functions.key(func))
+        job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
     def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
@@ -329,7 +361,7 @@ class WorkerPool:
 
     def _interrupt(self, handle):
         """Ctrl-C / Jupyter's interrupt: kill the running tasks now, keep what finished."""
-        self._boss.send(Signal.STOP_RIGHTNOW)
+        self._signal(Signal.STOP_RIGHTNOW)
         handle.wait(_STOP_WAIT)
 
     def _progress(self, job, progress_bar):
@@ -337,6 +369,149 @@ class WorkerPool:
             return None
         from .ui.progress import ProgressBar
         return ProgressBar(self, job.total)
+
+    # ==== nbpar.ui: asyncio and notebook display (one block; the rest of the pool is core) ====
+    # `await pool.map_async(...)` and `async for r in pool.imap_async(...)` wait without
+    # blocking the event loop, so a notebook's widget buttons act while the cell awaits (the
+    # Boss wakes the loop through JobHandle.changed). Cancelling the awaiting task -- which is
+    # what Jupyter's interrupt does to an awaiting cell -- stops the map now (STOP_RIGHTNOW),
+    # keeps what finished in `report()` and re-raises. With progress_bar=True in a notebook
+    # they show the pool widget; elsewhere the tqdm bar.
+
+    async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                        iterable_len=None, limit=None, report=None):
+        """`map` for asyncio: the result list, in input order."""
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=False)
+        await self._run_async(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                            iterable_len=None, limit=None, report=None):
+        """`starmap` for asyncio."""
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=True)
+        await self._run_async(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                   iterable_len=None, limit=None):
+        """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        return self._iterate_async(job, True, progress_bar)
+
+    def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                             iterable_len=None, limit=None):
+        """`imap_unordered` as an async iterator."""
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        return self._iterate_async(job, False, progress_bar)
+
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
+        """The job `_stream` builds and submits (kept in step with it)."""
+        _check_func(func)
+        _check_chunk_size(chunk_size)
+        total = iterable_len
+        if total is None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        source = IterSource(iterable)
+        job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
+                            limit=limit, keep_results=False)
+        job.ledger.rest = source.iterator
+        job.max_ahead = max(1024, 8 * self.n_jobs * (chunk_size or 1))
+        self._submit(job)
+        return job
+
+    async def _run_async(self, job, progress_bar):
+        import asyncio
+
+        self._submit(job)
+        handle = job.handle
+        view = self._live_view(job, progress_bar)
+        try:
+            await self._until_done(handle)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._boss.send(Signal.STOP_RIGHTNOW)
+            await self._until_done(handle, _STOP_WAIT)
+            raise
+        finally:
+            if view is not None:
+                view.close()
+        if handle.error is not None:
+            raise handle.error
+
+    async def _iterate_async(self, job, ordered, progress_bar):
+        import asyncio
+
+        handle = job.handle
+        view = self._live_view(job, progress_bar)
+        finished = False
+        try:
+            waiting: dict = {}
+            next_index = 0
+            while True:
+                try:
+                    chunk = handle.next_chunk()
+                    if chunk is None:
+                        changed = handle.changed()  # taken before the second look: no lost wake
+                        chunk = handle.next_chunk()
+                        if chunk is None:
+                            await changed
+                            continue
+                except StopAsyncIteration:
+                    break
+                indices, results = chunk
+                if not ordered:
+                    for value in results:
+                        yield value
+                    self._boss.consumed(job.id, len(results))
+                    continue
+                waiting.update(zip(indices, results))
+                n = 0
+                while next_index in waiting:
+                    yield waiting.pop(next_index)
+                    next_index += 1
+                    n += 1
+                if n:
+                    self._boss.consumed(job.id, n)
+            finished = True
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._boss.send(Signal.STOP_RIGHTNOW)
+            await self._until_done(handle, _STOP_WAIT)
+            raise
+        finally:
+            if not finished and not handle.done:
+                self._boss.cancel(job.id)
+            if view is not None:
+                view.close()
+
+    @staticmethod
+    async def _until_done(handle, timeout=None):
+        """Await a map's end (or `timeout` seconds) without blocking the event loop."""
+        import asyncio
+
+        while not handle.done:
+            changed = handle.changed()
+            if handle.done:
+                return
+            try:
+                await asyncio.wait_for(changed, timeout)
+            except TimeoutError:
+                return
+
+    def _live_view(self, job, progress_bar):
+        if not progress_bar:
+            return None
+        from .ui.kernel import in_notebook
+        if not in_notebook():
+            return self._progress(job, progress_bar)
+        from .ui.widget import PoolWidget
+        return PoolWidget.for_map(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """In a notebook a pool shows as its live widget (nbpar.ui); elsewhere as its repr."""
+        from .ui.kernel import pool_mimebundle
+        return pool_mimebundle(self, include, exclude)
+    # ==== end of the nbpar.ui block ===========================================================
 
     def __repr__(self):
         return (f"WorkerPool(n_jobs={self.n_jobs}, start_method={self.start_method!r}, "

@@ -58,11 +58,18 @@ class AdaptiveChunker:
     target = 0.02
     growth = 8
     prefetch_below = 0.05  # a second batch is queued on a worker only for short batches
+    seed_cap = 4096
 
     def __init__(self, fixed: int | None = None):
         self.fixed = fixed
         self.per_item: float | None = None
         self.last = 0
+
+    def seed(self, per_item: float) -> None:
+        """Start from what an earlier map of the same function measured (a warm pool), but
+        grow from a modest batch in case this map's items are slower."""
+        self.per_item = per_item
+        self.last = max(1, min(int(self.target / max(per_item, 1e-9)), self.seed_cap))
 
     def observe(self, n_items: int, elapsed: float) -> None:
         if n_items <= 0:

@@ -148,7 +148,43 @@ def new_segment(size):
     raise FileExistsError("cannot find a free shared-memory name")
 
 
+_owned_arrays: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()  # seg name -> root
+
+
+def shared_array(data=None, *, shape=None, dtype=None):
+    """An array that lives in shared memory from the start: nbpar hands it (and C-contiguous
+    views of it) to workers by name under every start method, so even the caller holds no
+    second copy. Give `data` to copy it in once (then drop the original), or shape/dtype."""
+    import numpy as np
+    if data is not None:
+        data = np.asarray(data)
+        shape, dtype = data.shape, data.dtype
+    dtype = np.dtype(dtype if dtype is not None else float)
+    nbytes = max(1, int(np.prod(shape)) * dtype.itemsize)
+    seg = new_segment(nbytes)
+    arr = np.ndarray(shape, dtype=dtype, buffer=seg.buf)
+    if data is not None:
+        arr[...] = data
+    _owned_arrays[seg.name] = arr
+    weakref.finalize(arr, _unlink, seg)
+    return arr
+
+
+def _owning_segment(arr):
+    """(segment name, byte offset) when `arr` is a C-contiguous view of a shared_array."""
+    root = arr
+    while isinstance(root.base, type(arr)):
+        root = root.base
+    for name, owner in list(_owned_arrays.items()):
+        if owner is root and arr.flags.c_contiguous:
+            return name, arr.ctypes.data - root.ctypes.data
+    return None
+
+
 def _array_to_shm(arr, segments):
+    owned = _owning_segment(arr)
+    if owned is not None:  # already shared: send its name, copy nothing
+        return (_attach_array, (owned[0], arr.shape, arr.dtype.str, owned[1]))
     seg = new_segment(arr.nbytes)
     segments.append(seg)
     np = sys.modules["numpy"]
@@ -158,11 +194,11 @@ def _array_to_shm(arr, segments):
     return (_attach_array, (seg.name, arr.shape, arr.dtype.str))
 
 
-def _attach_array(name, shape, dtype):
+def _attach_array(name, shape, dtype, offset=0):
     import numpy as np
     seg = attach_shm(name)
     _attached.append(seg)
-    arr = np.ndarray(shape, dtype=np.dtype(dtype), buffer=seg.buf)
+    arr = np.ndarray(shape, dtype=np.dtype(dtype), buffer=seg.buf, offset=offset)
     arr.flags.writeable = False  # shared by every worker: writes would reach them all
     return arr
 

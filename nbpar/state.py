@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import signal as _signal
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -44,6 +44,7 @@ class Job:
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
     limit: Any = None
     func_name: str = ""
+    func_key: int = -1  # the same function object keeps its key across maps
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
     status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
@@ -86,7 +87,7 @@ class WorkerSlot:
     tasks_done: int = 0
     busy: float = 0.0
     since_start: int = 0  # tasks done by the current process (max_tasks_per_worker)
-    funcs: set = field(default_factory=set)
+    funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
     kill_reason: str | None = None
 
     @property
@@ -222,7 +223,7 @@ class Dispatch:
 @dataclass(frozen=True, slots=True)
 class ForgetFunc:
     worker_id: int
-    job_id: int
+    key: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,6 +281,10 @@ def describe_exit(exitcode) -> str:
     return f"exit code {exitcode}"
 
 
+FUNCS_PER_WORKER = 64  # functions a worker keeps unpickled (the oldest are forgotten)
+HISTORY = 100  # finished maps' reports kept for schedulers
+
+
 class BossState:
     """Everything the Boss knows; `handle(event, now)` returns what to do next."""
 
@@ -293,7 +298,8 @@ class BossState:
         self.max_tasks = max_tasks_per_worker
         self.positions = positions  # worker id -> position in its batch (read-only view)
         self.jobs: list[Job] = []  # active, in submission order
-        self.history: list[Report] = []
+        self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
+        self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
         self.halted = False
         self.ending = False
@@ -339,6 +345,8 @@ class BossState:
         job.status = "running"
         job.started_at = now
         self.init_broken = False
+        if job.chunker.per_item is None and job.func_key in self.learned:
+            job.chunker.seed(self.learned[job.func_key])
         self.jobs.append(job)
         self.last_job = job
 
@@ -604,11 +612,21 @@ class BossState:
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
             slot.state = "busy"
-            send_func = job.id not in slot.funcs
-            slot.funcs.add(job.id)
+            send_func = self._remember_func(slot, job.func_key, out)
             out.append(Dispatch(slot.id, batch, send_func, queued))
             return True
         return False
+
+    def _remember_func(self, slot, key, out) -> bool:
+        """True when the worker must be sent the function first."""
+        if key in slot.funcs:
+            slot.funcs.move_to_end(key)
+            return False
+        slot.funcs[key] = True
+        if len(slot.funcs) > FUNCS_PER_WORKER:
+            old, _ = slot.funcs.popitem(last=False)
+            out.append(ForgetFunc(slot.id, old))
+        return True
 
     def _admits(self, job, running) -> bool:
         cap = self.scheduler.capacity(job, running, self.history)
@@ -664,10 +682,8 @@ class BossState:
             job.finished_at = now
             job.status = ("failed" if job.stopping == "failed" else
                           "stopped" if job.stopping else "finished")
-            for slot in self.slots:
-                if job.id in slot.funcs and slot.alive:
-                    slot.funcs.discard(job.id)
-                    out.append(ForgetFunc(slot.id, job.id))
+            if job.chunker.per_item is not None:
+                self.learned[job.func_key] = job.chunker.per_item
             if not self.keep_alive and not self.jobs and any(s.alive for s in self.slots):
                 self.held.append(job)  # finish once the workers retired (exit results)
             else:

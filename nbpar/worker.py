@@ -86,15 +86,15 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
             return  # the Boss is gone
         kind = type(msg)
         if kind is m.Batch:
-            _run_batch(channel, msg, funcs[msg.job_id], leading, progress, wid)
+            _run_batch(channel, msg, funcs[msg.func_key], leading, progress, wid)
         elif kind is m.Func:
             try:
-                funcs[msg.job_id] = decode(msg.body)
+                funcs[msg.key] = decode(msg.body)
             except BaseException as exc:  # noqa: BLE001
-                funcs[msg.job_id] = partial(_raise, SerializationError(
+                funcs[msg.key] = partial(_raise, SerializationError(
                     f"the function could not be unpickled in the worker: {exc!r}"))
         elif kind is m.Forget:
-            funcs.pop(msg.job_id, None)
+            funcs.pop(msg.key, None)
         elif kind is m.Retire:
             break
     exit_hook = decode(setup.worker_exit) if setup.worker_exit is not None else None

@@ -175,6 +175,8 @@ class _Link:
 def serve(fd: int) -> None:
     import multiprocessing
 
+    import cloudpickle  # noqa: F401 - loaded once here, so forked workers start warm
+
     from .. import worker
     from ..shared import Packed, unpack
 

@@ -113,3 +113,18 @@ def test_set_shared_objects_takes_effect_with_kept_alive_workers(method):
 def test_unpicklable_shared_objects_under_spawn_fail_at_the_call():
     with pytest.raises(Exception, match="refuses to be pickled"):
         nbpar.WorkerPool(2, start_method="spawn", shared_objects=tasks.Unpicklable())
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_shared_array_travels_by_name_without_a_copy(method):
+    import nbpar.shared as shared_mod
+    data = nbpar.shared_array(np.arange(100_000, dtype=np.float64))
+    before = set(os.listdir("/dev/shm"))
+    with nbpar.WorkerPool(2, start_method=method, shared_objects={"arr": data}) as pool:
+        out = pool.map(tasks.array_in_shm, range(2), chunk_size=1)
+        during = set(os.listdir("/dev/shm"))
+    owner = next(name for name, arr in shared_mod._owned_arrays.items() if arr is data)
+    assert all(mapping == f"/dev/shm/{owner}" for mapping, _ in out)
+    assert all(total == float(data.sum()) for _, total in out)
+    assert len(during - before) == 1  # only the progress board: the array was not copied
+    del data

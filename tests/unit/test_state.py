@@ -316,7 +316,7 @@ def test_finish_job_at_once_with_keep_alive():
     pool.ready(0, 1)
     assert of(pool.done(0), st.FinishJob) == []
     out = pool.done(1)
-    assert summary(out) == [("ForgetFunc", 0), ("ForgetFunc", 1), ("FinishJob", job.id, None)]
+    assert summary(out) == [("FinishJob", job.id, None)]  # workers keep the function
     assert job.status == "finished"
     assert [s.state for s in pool.state.slots] == ["idle", "idle"]  # kept for the next map
 
@@ -328,8 +328,7 @@ def test_without_keep_alive_finish_waits_for_the_workers_to_retire():
     pool.ready(0, 1)
     pool.done(0)
     out = pool.done(1)
-    assert summary(out) == [("ForgetFunc", 0), ("ForgetFunc", 1),
-                            ("RetireWorker", 0), ("RetireWorker", 1)]
+    assert summary(out) == [("RetireWorker", 0), ("RetireWorker", 1)]
     assert pool.feed(st.WorkerExited(0, "bye 0", None)) == []
     assert pool.died(0, 0) == []
     assert pool.feed(st.WorkerExited(1, "bye 1", None)) == []
@@ -339,6 +338,37 @@ def test_without_keep_alive_finish_waits_for_the_workers_to_retire():
     assert fin.report.exit_results == ("bye 0", "bye 1")
     assert fin.report.results == {i: result(i) for i in range(4)}
     assert pool.state.history[-1] is fin.report
+
+
+def test_a_function_is_sent_once_per_worker_and_the_oldest_forgotten():
+    pool = Pool(1, keep_alive=True)
+    sends, forgets = [], []
+    for n in range(st.FUNCS_PER_WORKER + 2):
+        job = make_job("a", chunk_size=1)
+        job.func_key = n % (st.FUNCS_PER_WORKER + 1)  # key 0 comes back once, at the end
+        out = pool.submit(job) + (pool.ready(0) if n == 0 else [])
+        sends += [d.send_func for d in of(out, st.Dispatch)]
+        forgets += [f.key for f in of(out, st.ForgetFunc)]
+        pool.done(0)
+    assert sends == [True] * (st.FUNCS_PER_WORKER + 2)  # key 0 was forgotten, so sent again
+    assert forgets == [0, 1]
+    again = make_job("a", chunk_size=1)
+    again.func_key = 2
+    assert [d.send_func for d in of(pool.submit(again), st.Dispatch)] == [False]
+
+
+def test_a_warm_function_starts_with_measured_batches():
+    pool = Pool(1, keep_alive=True)
+    first = make_job(range(100_000))
+    first.func_key = 7
+    pool.submit(first)
+    pool.ready(0)
+    while first.active:
+        pool.done(0, elapsed=1e-6 * len(pool.state.slots[0].queue[0].items))
+    second = make_job(range(100_000))
+    second.func_key = 7
+    dispatch = of(pool.submit(second), st.Dispatch)[0]
+    assert len(dispatch.batch.items) > 1000  # not 1 again: the function's speed is known
 
 
 # ----------------------------------------------------------------------------- signals

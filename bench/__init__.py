@@ -1,0 +1,1 @@
+"""nbpar's benchmarks against its peers: python -m bench --help."""

@@ -1,0 +1,30 @@
+"""The work the benchmarks run: importable by every system's workers."""
+
+import time
+
+
+def square(x):
+    return x * x
+
+
+def spin(x, seconds=0.004):
+    """~4 ms of real CPU (a busy loop), not a sleep."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return x
+
+
+def trivial(x=None):
+    return x
+
+
+def slice_sum(arr, i, n_slices=200):
+    """Sum one of n_slices slices of the shared array (touches every page of it)."""
+    step = len(arr) // n_slices
+    return float(arr[i * step:(i + 1) * step].sum())
+
+
+def nap(x, seconds=0.02):
+    time.sleep(seconds)
+    return x

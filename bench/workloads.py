@@ -1,0 +1,193 @@
+"""The workloads of the benchmark: each measures several systems side by side, interleaved.
+
+A workload returns a `Result`: samples per system, the reference system its ratios are taken
+against, and the target it checks. Timings are medians over interleaved repetitions, so a
+noisy machine slows every system alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from . import tasks
+from .systems import SYSTEMS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@dataclass
+class Result:
+    name: str
+    what: str
+    unit: str
+    reference: str
+    samples: dict = field(default_factory=dict)  # system -> list of numbers
+    target: str = ""
+    extra: dict = field(default_factory=dict)  # other figures worth a line
+
+    def median(self, system):
+        return statistics.median(self.samples[system])
+
+    def ratio(self, system):
+        return self.median(system) / self.median(self.reference)
+
+
+def _interleaved(systems, repeat, measure):
+    samples = {name: [] for name in systems}
+    for _ in range(repeat):
+        for name in systems:
+            samples[name].append(measure(name))
+    return samples
+
+
+def tiny(systems, repeat, n):
+    """200k calls of x*x on warm pools."""
+    items = list(range(200_000))
+    pools = {name: SYSTEMS[name](n) for name in systems}
+    try:
+        for pool in pools.values():
+            pool.map(tasks.square, items)  # warm up: workers started, code loaded
+
+        def measure(name):
+            start = time.perf_counter()
+            out = pools[name].map(tasks.square, items)
+            elapsed = time.perf_counter() - start
+            assert len(out) == len(items) and out[-1] == items[-1] ** 2
+            return elapsed
+        samples = _interleaved(systems, repeat, measure)
+    finally:
+        for pool in pools.values():
+            pool.close()
+    return Result("tiny", "200k × x*x, warm pool", "s", "mp.Pool-fork", samples,
+                  "nbpar ≤ 1.0 × mp.Pool(fork) (stretch ≤ 0.9)")
+
+
+def cpu(systems, repeat, n):
+    """400 tasks of ~4 ms, cold: start, map, close; and serial in the same run."""
+    items = list(range(400))
+
+    def measure(name):
+        start = time.perf_counter()
+        if name == "serial":
+            out = [tasks.spin(x) for x in items]
+        else:
+            pool = SYSTEMS[name](n)
+            out = pool.map(tasks.spin, items)
+            pool.close()
+        elapsed = time.perf_counter() - start
+        assert list(out) == items
+        return elapsed
+    samples = _interleaved(["serial", *systems], repeat, measure)
+    result = Result("cpu", "400 × ~4 ms, cold pool (start + map + close)", "s",
+                    "mp.Pool-fork", samples,
+                    "nbpar ≤ 1.05 × mp.Pool(fork); parallel efficiency ≥ 90 % (stretch 97 %)")
+    serial = statistics.median(samples["serial"])
+    result.extra["parallel efficiency"] = {
+        name: serial / (n * statistics.median(samples[name])) for name in systems}
+    return result
+
+
+def startup(systems, repeat, n):
+    """A pool of n, one trivial task, close; every system warmed once in this process."""
+    for name in systems:  # the stdlib keeps its fork server between pools, and so does nbpar
+        pool = SYSTEMS[name](n)
+        pool.apply(tasks.trivial, 1)
+        pool.close()
+
+    def measure(name):
+        start = time.perf_counter()
+        pool = SYSTEMS[name](n)
+        assert pool.apply(tasks.trivial, 1) == 1
+        pool.close()
+        return time.perf_counter() - start
+    return Result("startup", "pool of 2 + one trivial task + close", "s",
+                  "mp.Pool-forkserver", _interleaved(systems, repeat, measure),
+                  "nbpar ≤ 1.0 × mp.Pool(forkserver)")
+
+
+def apply(systems, repeat, n, calls=200):
+    """apply_async round trip on a warm pool (median of `calls` per repetition)."""
+    pools = {name: SYSTEMS[name](n) for name in systems}
+    try:
+        for pool in pools.values():
+            for _ in range(20):
+                pool.apply(tasks.trivial, 1)
+
+        def measure(name):
+            times = []
+            for i in range(calls):
+                start = time.perf_counter()
+                pools[name].apply(tasks.trivial, i)
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+        samples = _interleaved(systems, repeat, measure)
+    finally:
+        for pool in pools.values():
+            pool.close()
+    return Result("apply", "apply_async round trip, warm pool", "s", "mp.Pool-fork", samples,
+                  "nbpar ≤ 1.0 × mp.Pool(fork)")
+
+
+def progress(systems, repeat, n):
+    """The tiny workload with the progress bar on, against the same system without it."""
+    result = tiny(systems, repeat, n)
+    result.name, result.what = "progress", "200k × x*x with vs without progress bar"
+    result.reference = "nbpar"
+    result.target = "nbpar+progress ≤ 1.03 × nbpar"
+    return result
+
+
+def _in_subprocess(module_args):
+    out = subprocess.run([sys.executable, "-m", *module_args], capture_output=True, text=True,
+                         cwd=os.path.dirname(HERE), timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module_args} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def shared(systems, repeat, n):
+    """A 400 MB array shared with the workers, 200 slice sums: copies held by the tree."""
+    samples = {name: [_in_subprocess(["bench.memory", "shared", name, str(n)])["copies"]
+                      for _ in range(max(1, repeat // 3))] for name in systems}
+    return Result("shared", "400 MB NumPy array, 200 slice sums: copies in the process tree "
+                  "(sum of PSS ÷ array size)", "copies", systems[0], samples,
+                  "nbpar ≤ 1.25 copies under fork, forkserver and spawn")
+
+
+def imap_memory(systems, repeat, n):
+    """imap over a generator of 10 million items: how much the caller's memory grows."""
+    samples = {name: [_in_subprocess(["bench.memory", "imap", name, str(n)])["growth_mb"]]
+               for name in systems}
+    return Result("imap-memory", "imap over a generator of 10M items: caller's RSS growth",
+                  "MB", systems[0], samples, "nbpar: flat (bounded read-ahead)")
+
+
+def control(systems, repeat, n):
+    """HALT latency, STOP_RIGHTNOW teardown, and how fast a killed worker is reported."""
+    samples = _in_subprocess(["bench.control", str(n), str(repeat)])
+    return Result("control", "after halt(): last task start; after stop(now=True): workers "
+                  "gone; SIGKILLed worker: reported", "s", "halt→last start",
+                  {k: v for k, v in samples.items()},
+                  "≤ 0.1 s after halt; ≤ 1 s for stop(now) and a killed worker")
+
+
+WORKLOADS = {
+    "tiny": (tiny, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor",
+                    "joblib-loky", "mpire"]),
+    "cpu": (cpu, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor", "joblib-loky",
+                  "mpire", "tqdm.process_map"]),
+    "startup": (startup, ["nbpar", "nbpar-fork", "mp.Pool-forkserver", "mp.Pool-fork",
+                          "mpire"]),
+    "apply": (apply, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor", "mpire"]),
+    "progress": (progress, ["nbpar", "nbpar+progress", "mpire", "mpire+progress"]),
+    "shared": (shared, ["nbpar-fork", "nbpar", "nbpar-spawn", "mp.Pool-fork", "joblib-loky",
+                        "mpire", "mpire-spawn"]),
+    "imap-memory": (imap_memory, ["nbpar", "mp.Pool-fork"]),
+    "control": (control, ["nbpar"]),
+}
