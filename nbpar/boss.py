@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import queue
+import selectors
 import threading
 import time
 from collections import deque
@@ -89,9 +90,11 @@ class Boss:
         self._gate = threading.Lock()
         self._accepting = True
         self.thread = threading.Thread(target=self._run, name=f"{name}-boss", daemon=True)
-        self._waitables[self.control] = ("control", None)
+        # One epoll set for the Boss's whole life: a wake-up costs a select, not a rebuild.
+        self._selector = selectors.DefaultSelector()
+        self._watch(self.control, "control", None)
         for extra in backend.extra_waitables():
-            self._waitables[extra] = ("extra", None)
+            self._watch(extra, "extra", None)
 
     # -- the caller's side
     def start(self):
@@ -135,12 +138,12 @@ class Boss:
             while not self.state.shut_down:
                 deadline = self.state.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                ready = wait(list(self._waitables), timeout)
+                ready = self._selector.select(timeout)
                 if not ready:
                     self._handle(st.Tick())
-                for obj in ready:
-                    if obj in self._waitables:  # an earlier one may have retired it
-                        self._on_ready(obj)
+                for key, _ in ready:
+                    if key.fileobj in self._waitables:  # an earlier one may have retired it
+                        self._on_ready(key.fileobj)
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             self._fatal = exc
             self._abort(exc)
@@ -235,8 +238,16 @@ class Boss:
         self.backend.release(handle)
         self._handle(st.WorkerDied(wid, exitcode, position))
 
+    def _watch(self, obj, kind, wid):
+        self._waitables[obj] = (kind, wid)
+        self._selector.register(obj, selectors.EVENT_READ)
+
     def _forget(self, obj):
-        self._waitables.pop(obj, None)
+        if self._waitables.pop(obj, None) is not None:
+            try:
+                self._selector.unregister(obj)
+            except (KeyError, ValueError, OSError):
+                pass
 
     # -- output
     def _read_output(self, wid, fd, final=False):
@@ -317,11 +328,11 @@ class Boss:
             self._events.append(st.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
-        self._waitables[handle.channel] = ("channel", wid)
+        self._watch(handle.channel, "channel", wid)
         if handle.sentinel is not None:
-            self._waitables[handle.sentinel] = ("sentinel", wid)
+            self._watch(handle.sentinel, "sentinel", wid)
         for fd in handle.outputs:
-            self._waitables[fd] = ("output", wid)
+            self._watch(fd, "output", wid)
 
     def _dispatch(self, instr):
         wid, batch = instr.worker_id, instr.batch
@@ -382,6 +393,7 @@ class Boss:
                 msg[1].handle.finish(RuntimeError("the pool is closed: it takes no new work"),
                                      None)
         self.backend.close()
+        self._selector.close()
 
 
 def _unpicklable(exc, batch, encode):

@@ -27,12 +27,15 @@ class FunctionKeys:
         self._lock = threading.Lock()
         self._size = size
 
-    def key(self, func) -> int:
+    def key(self, func, check=None) -> int:
+        """The function's key; `check(func)` runs (and may raise) only on first sight."""
         with self._lock:
             entry = self._entries.get(id(func))
             if entry is not None and entry[0] is func:
                 self._entries.move_to_end(id(func))
                 return entry[1]
+            if check is not None:
+                check(func)
             key = next(self._keys)  # never reused: a worker cannot confuse two functions
             self._entries[id(func)] = [func, key, None]
             if len(self._entries) > self._size:
@@ -161,7 +164,7 @@ class FutureHandle(JobHandle):
     """A single call (submit / apply_async) whose result lands in a concurrent.futures.Future."""
 
     def __init__(self, func, future: Future, functions: FunctionKeys | None = None):
-        super().__init__(func, streaming=True, functions=functions)
+        super().__init__(func, streaming=False, functions=functions)  # the future streams
         self.future = future
         self._running = False
 

@@ -21,9 +21,18 @@ def progress_span(n_items: int) -> int:
     return 1 if n_items <= PROGRESS_STEP else PROGRESS_STEP
 
 
+class _Flat:
+    """Pickles as (class, field values): the frozen dataclasses' default costs twice that."""
+
+    __slots__ = ()
+
+    def __reduce__(self):
+        return (type(self), tuple(getattr(self, name) for name in self.__slots__))
+
+
 # Boss -> worker
 @dataclass(frozen=True, slots=True)
-class Func:
+class Func(_Flat):
     """A function the worker keeps under `key` until told to forget it."""
 
     key: int
@@ -31,7 +40,7 @@ class Func:
 
 
 @dataclass(frozen=True, slots=True)
-class Batch:
+class Batch(_Flat):
     batch_id: int
     func_key: int
     star: bool
@@ -60,14 +69,14 @@ class InitFailed:
 
 
 @dataclass(frozen=True, slots=True)
-class Done:
+class Done(_Flat):
     batch_id: int
     elapsed: float
     body: object  # pickled list of results
 
 
 @dataclass(frozen=True, slots=True)
-class Failed:
+class Failed(_Flat):
     batch_id: int
     elapsed: float
     body: object  # pickled results of the items before the failing one

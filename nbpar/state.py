@@ -40,6 +40,7 @@ class Job:
     total: int | None = None
     star: bool = False
     streaming: bool = False  # deliver results as they come (imap, submit) rather than at the end
+    single: bool = False  # one call (submit / apply_async): no report of its own
     chunker: AdaptiveChunker = field(default_factory=AdaptiveChunker)
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
     limit: Any = None
@@ -348,7 +349,8 @@ class BossState:
         if job.chunker.per_item is None and job.func_key in self.learned:
             job.chunker.seed(self.learned[job.func_key])
         self.jobs.append(job)
-        self.last_job = job
+        if not job.single:
+            self.last_job = job
 
     def _on_WorkerReady(self, ev, now, out):
         slot = self.slots[ev.worker_id]
@@ -566,7 +568,8 @@ class BossState:
         return Running(total, by_job)
 
     def _dispatch(self, now, out):
-        if self.halted or not self.jobs or self.resharing:
+        if self.halted or self.resharing or not any(
+                not j.stopping and (j.requeued or not j.exhausted) for j in self.jobs):
             return
         n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
         for slot in sorted(self.slots, key=lambda s: len(s.queue)):
@@ -583,14 +586,16 @@ class BossState:
             quota = self.max_tasks - slot.since_start - slot.queued_items()
             if quota <= 0:
                 return False
-        running = self._running()
+        running = None
         for job in self.jobs:
             if job.stopping or (job.exhausted and not job.requeued):
                 continue
             if queued and slot.queue[-1].job is not job:
                 continue  # only prefetch more of the same map
-            if not queued and not self._admits(job, running):
-                continue
+            if not queued:
+                running = running or self._running()
+                if not self._admits(job, running):
+                    continue
             if job.max_ahead is not None and (
                     job.ledger.done - job.consumed + job.in_flight_items() >= job.max_ahead):
                 continue
@@ -694,8 +699,11 @@ class BossState:
         if error is None and self.exit_error is not None:
             error, self.exit_error = self.exit_error, None
             job.status = "failed"
+        if job.single and error is None and job.status == "finished":
+            return FinishJob(job, None, None)  # its result went to its future already
         report = self.report(job, now)
-        self.history.append(report)
+        if not job.single:
+            self.history.append(report)
         if error is None and job.status == "stopped":
             error = StoppedError(
                 f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
