@@ -248,11 +248,12 @@ class WorkerPool:
         return AsyncResult(self.submit(func, *args, **(kwargs or {})))
 
     def submit(self, func, *args, **kwargs) -> Future:
-        _check_func(func)
+        self._functions.key(func, _check_func)
         future: Future = Future()
         call = _Call(func, kwargs) if kwargs else func
         job = self._new_job(call, ListSource([args]), total=1, streaming=True, star=True,
                             items=[args], handle=FutureHandle(call, future, self._functions))
+        job.single = True
         job.func_name = _func_name(func)
         self._submit(job)
         return future
@@ -424,11 +425,14 @@ class WorkerPool:
     async def _run_async(self, job, progress_bar):
         import asyncio
 
+        from .ui.kernel import interrupt_stops
+
         self._submit(job)
         handle = job.handle
         view = self._live_view(job, progress_bar)
         try:
-            await self._until_done(handle)
+            with interrupt_stops(self) as guard:
+                await self._until_done(handle)
         except (KeyboardInterrupt, asyncio.CancelledError):
             self._boss.send(Signal.STOP_RIGHTNOW)
             await self._until_done(handle, _STOP_WAIT)
@@ -437,46 +441,55 @@ class WorkerPool:
             if view is not None:
                 view.close()
         if handle.error is not None:
-            raise handle.error
+            raise guard.translate(handle.error)
 
     async def _iterate_async(self, job, ordered, progress_bar):
         import asyncio
+
+        from .ui.kernel import interrupt_stops
 
         handle = job.handle
         view = self._live_view(job, progress_bar)
         finished = False
         try:
-            waiting: dict = {}
-            next_index = 0
-            while True:
-                try:
-                    chunk = handle.next_chunk()
-                    if chunk is None:
-                        changed = handle.changed()  # taken before the second look: no lost wake
+            with interrupt_stops(self) as guard:
+                waiting: dict = {}
+                next_index = 0
+                while True:
+                    try:
                         chunk = handle.next_chunk()
                         if chunk is None:
-                            await changed
-                            continue
-                except StopAsyncIteration:
-                    break
-                indices, results = chunk
-                if not ordered:
-                    for value in results:
-                        yield value
-                    self._boss.consumed(job.id, len(results))
-                    continue
-                waiting.update(zip(indices, results))
-                n = 0
-                while next_index in waiting:
-                    yield waiting.pop(next_index)
-                    next_index += 1
-                    n += 1
-                if n:
-                    self._boss.consumed(job.id, n)
+                            changed = handle.changed()  # taken before the second look
+                            chunk = handle.next_chunk()
+                            if chunk is None:
+                                await changed
+                                continue
+                    except StopAsyncIteration:
+                        break
+                    except BaseException as error:  # noqa: BLE001 - the map's own error
+                        translated = guard.translate(error)
+                        if translated is error:
+                            raise
+                        raise translated from None
+                    indices, results = chunk
+                    if not ordered:
+                        for value in results:
+                            yield value
+                        self._boss.consumed(job.id, len(results))
+                        continue
+                    waiting.update(zip(indices, results))
+                    n = 0
+                    while next_index in waiting:
+                        yield waiting.pop(next_index)
+                        next_index += 1
+                        n += 1
+                    if n:
+                        self._boss.consumed(job.id, n)
             finished = True
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self._boss.send(Signal.STOP_RIGHTNOW)
-            await self._until_done(handle, _STOP_WAIT)
+            if not handle.done:
+                self._boss.send(Signal.STOP_RIGHTNOW)
+                await self._until_done(handle, _STOP_WAIT)
             raise
         finally:
             if not finished and not handle.done:
