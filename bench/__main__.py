@@ -84,9 +84,20 @@ def machine() -> str:
 
 
 def write_markdown(results, args):
-    lines = [f"Measured with `python -m bench -r {args.repeat} -n {args.workers}` on {machine()}, "
-             f"{time.strftime('%Y-%m-%d')}; medians of interleaved repetitions; ratios against "
-             f"the reference named in each table.", ""]
+    lines = ["# Performance", "",
+             "nbpar measured side by side with multiprocessing.Pool, "
+             "concurrent.futures.ProcessPoolExecutor, joblib (loky), MPIRE and tqdm's "
+             "process_map, in one run on one machine. Each system is used the way its "
+             "documentation shows (warm pools kept between calls where the workload says so). "
+             "Timings are medians of interleaved repetitions, so a noisy machine slows every "
+             "system alike; the ratios are what to read.", "",
+             "Reproduce (after `bash scripts/setup.sh`, which installs the peers too):", "",
+             "```bash", ".venv/bin/python -m bench                      # everything, ~3 min",
+             ".venv/bin/python -m bench -w tiny,cpu -r 7     # a subset",
+             ".venv/bin/python -m bench --out docs/performance.md --png docs/performance.png",
+             "```", "",
+             f"Measured with `python -m bench -r {args.repeat} -n {args.workers}` on {machine()}, "
+             f"{time.strftime('%Y-%m-%d')}.", "", "![ratios](performance.png)", ""]
     for result in results:
         lines += [f"### {result.name}: {result.what}", "", f"Target: {result.target}.", ""]
         extra_names = [k for k, v in result.extra.items() if isinstance(v, dict)]

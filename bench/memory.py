@@ -2,8 +2,9 @@
 
 shared: how many copies of a 400 MB array the process tree holds while the workers use it:
 (sum of PSS with the big array - sum of PSS with a 1-element array) / array size, so the
-interpreters' own memory does not count. imap: how much the caller's RSS grows while it
-consumes imap over a generator of 10 million items.
+interpreters' own memory does not count. "+shared_array" systems put the array in shared
+memory with nbpar.shared_array first and drop the original. imap: how much the caller's RSS
+grows between the first million and the ten millionth item it consumes.
 """
 
 from __future__ import annotations
@@ -36,19 +37,20 @@ def tree_pss() -> int:
     return total
 
 
-def _use_and_measure(system, arr, n):
+def _use_and_measure(system, make, n):
     global _GLOBAL
     items = range(200)
     if system.startswith("nbpar"):
         import nbpar
         method = {"nbpar": None, "nbpar-fork": "fork", "nbpar-spawn": "spawn"}[
             system.replace("+shared_array", "")]
-        if system.endswith("+shared_array"):
-            arr = nbpar.shared_array(arr)
+        # "+shared_array": the array is put in shared memory, its private original dropped
+        arr = nbpar.shared_array(make()) if system.endswith("+shared_array") else make()
         with nbpar.WorkerPool(n, start_method=method, shared_objects=arr,
                               keep_alive=True) as pool:
             pool.map(tasks.slice_sum, items)
             return tree_pss()
+    arr = make()
     if system == "mp.Pool-fork":
         _GLOBAL = arr
         with mp.get_context("fork").Pool(n) as pool:
@@ -70,10 +72,9 @@ def _use_and_measure(system, arr, n):
 
 
 def shared(system, n):
-    small = _use_and_measure(system, np.ones(200), n)
-    big = np.random.rand(N_ITEMS)
-    with_big = _use_and_measure(system, big, n)
-    return {"copies": (with_big - small) / big.nbytes}
+    small = _use_and_measure(system, lambda: np.ones(200), n)
+    with_big = _use_and_measure(system, lambda: np.random.rand(N_ITEMS), n)
+    return {"copies": (with_big - small) / (N_ITEMS * 8)}
 
 
 def imap(system, n):
@@ -82,19 +83,25 @@ def imap(system, n):
     def items():
         yield from range(10_000_000)
 
-    start = peak = me.memory_info().rss
+    def consume(results):
+        start = peak = None
+        for k, _ in enumerate(results):
+            if k % 250_000 == 0:
+                rss = me.memory_info().rss
+                if k == 1_000_000:  # warmed up: from here on memory must not grow
+                    start = peak = rss
+                elif start is not None:
+                    peak = max(peak, rss)
+        return (peak - start) / 2**20
+
     if system == "nbpar":
         import nbpar
         with nbpar.WorkerPool(n) as pool:
-            for k, _ in enumerate(pool.imap(tasks.square, items())):
-                if k % 250_000 == 0:
-                    peak = max(peak, me.memory_info().rss)
+            growth = consume(pool.imap(tasks.square, items()))
     else:
         with mp.get_context("fork").Pool(n) as pool:
-            for k, _ in enumerate(pool.imap(tasks.square, items(), chunksize=1000)):
-                if k % 250_000 == 0:
-                    peak = max(peak, me.memory_info().rss)
-    return {"growth_mb": (peak - start) / 2**20}
+            growth = consume(pool.imap(tasks.square, items(), chunksize=1000))
+    return {"growth_mb": growth}
 
 
 if __name__ == "__main__":

@@ -164,7 +164,8 @@ def imap_memory(systems, repeat, n):
     """imap over a generator of 10 million items: how much the caller's memory grows."""
     samples = {name: [_in_subprocess(["bench.memory", "imap", name, str(n)])["growth_mb"]]
                for name in systems}
-    return Result("imap-memory", "imap over a generator of 10M items: caller's RSS growth",
+    return Result("imap-memory", "imap over a generator of 10M items: caller's RSS growth "
+                  "after the first million",
                   "MB", systems[0], samples, "nbpar: flat (bounded read-ahead)")
 
 
@@ -186,8 +187,9 @@ WORKLOADS = {
                           "mpire"]),
     "apply": (apply, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor", "mpire"]),
     "progress": (progress, ["nbpar", "nbpar+progress", "mpire", "mpire+progress"]),
-    "shared": (shared, ["nbpar-fork", "nbpar", "nbpar-spawn", "mp.Pool-fork", "joblib-loky",
-                        "mpire", "mpire-spawn"]),
+    "shared": (shared, ["nbpar-fork", "nbpar+shared_array", "nbpar-spawn+shared_array",
+                        "nbpar", "nbpar-spawn", "mp.Pool-fork", "joblib-loky", "mpire",
+                        "mpire-spawn"]),
     "imap-memory": (imap_memory, ["nbpar", "mp.Pool-fork"]),
     "control": (control, ["nbpar"]),
 }

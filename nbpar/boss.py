@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from functools import partial
 from multiprocessing.connection import wait
 
 from . import messages as m
@@ -86,6 +87,7 @@ class Boss:
         self._partial: dict = {}  # output fd -> bytes of an unfinished line
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
         self._events: deque = deque()
+        self._wakes: list = []  # hand-backs to callers, made at the end of a step
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True
@@ -294,15 +296,20 @@ class Boss:
             ev = self._events.popleft()
             for instr in self.state.handle(ev, time.monotonic()):
                 self._execute(instr)
+        # Wake the callers last: a woken caller needs the GIL, which it gets as soon as this
+        # thread goes back to its wait -- not after the rest of the bookkeeping.
+        wakes, self._wakes = self._wakes, []
+        for wake in wakes:
+            wake()
 
     def _execute(self, instr):
         kind = type(instr)
         if kind is st.Dispatch:
             self._dispatch(instr)
         elif kind is st.Deliver:
-            instr.job.handle.deliver(instr.indices, instr.results)
+            self._wakes.append(partial(instr.job.handle.deliver, instr.indices, instr.results))
         elif kind is st.FinishJob:
-            instr.job.handle.finish(instr.error, instr.report)
+            self._wakes.append(partial(instr.job.handle.finish, instr.error, instr.report))
         elif kind is st.StartWorker:
             self._start_worker(instr.worker_id)
         elif kind is st.KillWorker:

@@ -27,6 +27,7 @@ from .sources import IterSource, ListSource
 
 DEFAULT_START_METHOD = "forkserver"
 _STOP_WAIT = 5.0  # seconds the caller waits for STOP_RIGHTNOW to take effect
+_READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
 
 # -- signal observers (begin) ---------------------------------------------------------------
 # What outside the engine must follow a pool's signals registers here: cluster.py holds,
@@ -304,7 +305,7 @@ class WorkerPool:
         job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
-        job.max_ahead = max(1024, 8 * self.n_jobs * (chunk_size or 1))
+        job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
@@ -418,7 +419,7 @@ class WorkerPool:
         job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
-        job.max_ahead = max(1024, 8 * self.n_jobs * (chunk_size or 1))
+        job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
         self._submit(job)
         return job
 

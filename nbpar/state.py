@@ -568,16 +568,21 @@ class BossState:
         return Running(total, by_job)
 
     def _dispatch(self, now, out):
-        if self.halted or self.resharing or not any(
-                not j.stopping and (j.requeued or not j.exhausted) for j in self.jobs):
+        if self.halted or self.resharing:
+            return
+        jobs = [j for j in self.jobs if not j.stopping and (j.requeued or not j.exhausted)]
+        if not jobs:
             return
         n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
         for slot in sorted(self.slots, key=lambda s: len(s.queue)):
             while slot.state in ("idle", "busy") and slot.kill_reason is None:
-                if not self._give_batch(slot, now, n_ready, out):
+                if not self._give_batch(slot, now, n_ready, out, jobs):
                     break
+                jobs = [j for j in jobs if j.requeued or not j.exhausted]
+                if not jobs:
+                    return
 
-    def _give_batch(self, slot, now, n_ready, out) -> bool:
+    def _give_batch(self, slot, now, n_ready, out, jobs) -> bool:
         queued = bool(slot.queue)
         if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
             return False
@@ -587,8 +592,8 @@ class BossState:
             if quota <= 0:
                 return False
         running = None
-        for job in self.jobs:
-            if job.stopping or (job.exhausted and not job.requeued):
+        for job in jobs:
+            if job.exhausted and not job.requeued:
                 continue
             if queued and slot.queue[-1].job is not job:
                 continue  # only prefetch more of the same map
@@ -711,6 +716,10 @@ class BossState:
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
+        if not (self.held or self.resharing or self.ending or self.max_tasks is not None) and (
+                self.jobs or self.keep_alive) and all(
+                s.state in ("idle", "busy") for s in self.slots):
+            return  # every worker up and wanted: nothing to start or retire
         alive = any(s.alive for s in self.slots)
         retiring = any(s.state == "retiring" for s in self.slots)
         if not retiring and (self.jobs or not alive):  # the retirements held for are done

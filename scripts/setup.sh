@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the repo's .venv ready: create it with python3 if missing, then install nbpar editable
-# with its test and jupyter extras. Idempotent; a re-run skips pip while the stamp file is newer
-# than pyproject.toml.
+# with its test, jupyter and cluster extras. Idempotent; a re-run skips pip while the stamp
+# file is newer than pyproject.toml.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,11 +28,24 @@ if [ ! -x "$venv/bin/python" ]; then
     rm -f "$stamp"
 fi
 
+# The browser tests drive Debian's chromium (never a browser download).
+if [ ! -x /usr/bin/chromium ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "setup: installing Debian's chromium (for tests/browser)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq chromium >/dev/null
+    else
+        echo "setup: /usr/bin/chromium is missing: tests/browser will be skipped" \
+             "(as root: apt-get install -y chromium)" >&2
+    fi
+fi
+
 if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-    echo "setup: installing nbpar[test,jupyter] into .venv" >&2
+    echo "setup: installing nbpar[test,jupyter,cluster] into .venv" >&2
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     log="$venv/pip-install.log"
-    if ! "$venv/bin/python" -m pip install -q -e "$root[test,jupyter]" >"$log" 2>&1; then
+    if ! "$venv/bin/python" -m pip install -q -e "$root[test,jupyter,cluster,bench]" >"$log" 2>&1; then
         cat "$log" >&2
         echo "setup: pip install failed (log above, also in $log)" >&2
         exit 1

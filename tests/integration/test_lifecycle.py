@@ -201,3 +201,18 @@ def test_import_stays_light():
          "if m in sys.modules))"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_no_thread_outlives_a_closed_threading_pool():
+    import threading
+    before = {t for t in threading.enumerate() if t.name.startswith("nbpar")}
+    with nbpar.WorkerPool(2, start_method="threading", keep_alive=True) as pool:
+        pool.map(tasks.square, range(100))
+        assert [t for t in threading.enumerate() if t.name.startswith("nbpar-worker")]
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = {t for t in threading.enumerate() if t.name.startswith("nbpar")} - before
+        if not left:
+            break
+        time.sleep(0.01)
+    assert not left, left

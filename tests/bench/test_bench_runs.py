@@ -1,0 +1,20 @@
+"""The benchmark harness runs end to end (tiny settings); it asserts shape, never speed."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_writes_a_table_and_a_chart(tmp_path):
+    out, png = tmp_path / "perf.md", tmp_path / "perf.png"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "-w", "startup,control", "-r", "1",
+         "-s", "nbpar,mp.Pool-forkserver", "--out", str(out), "--png", str(png)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    assert "### startup" in text and "| nbpar |" in text and "| mp.Pool-forkserver |" in text
+    assert "halt→last start" in text
+    assert png.stat().st_size > 1000
