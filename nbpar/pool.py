@@ -217,21 +217,21 @@ class WorkerPool:
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False)
+                            star=False, checkpoint=checkpoint)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=True)
+                            star=True, checkpoint=checkpoint)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False)
+                            star=False, checkpoint=checkpoint)
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
@@ -260,16 +260,34 @@ class WorkerPool:
         return future
 
     # -- building jobs
-    def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star):
+    def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star,
+                 checkpoint=None):
         _check_func(func)
         _check_chunk_size(chunk_size)
         if report is not None:
+            if checkpoint is not None:
+                raise ValueError("give report= or checkpoint=, not both: a checkpoint "
+                                 "already knows what is missing")
             return self._continue_job(func, report, chunk_size, limit, star)
         if iterable is None:
             raise TypeError("map needs an iterable (or report= to continue a stopped map)")
         items = list(iterable)
+        if checkpoint is not None:
+            return self._checkpoint_job(func, items, checkpoint, chunk_size, limit, star)
         return self._new_job(func, ListSource(items), total=len(items), streaming=False,
                              star=star, items=items, chunk_size=chunk_size, limit=limit)
+
+    def _checkpoint_job(self, func, items, path, chunk_size, limit, star):
+        """A map that runs only what its checkpoint lacks; results stream back to be stored."""
+        from .checkpoint import Checkpoint
+        store = Checkpoint(path, func, items)
+        prior = store.done()
+        missing = [i for i in range(len(items)) if i not in prior]
+        job = self._new_job(func, ListSource([items[i] for i in missing], missing),
+                            total=len(items), streaming=True, star=star, items=items,
+                            prior=prior, chunk_size=chunk_size, limit=limit)
+        job.handle.checkpoint = store
+        return job
 
     def _continue_job(self, func, report, chunk_size, limit, star):
         if not isinstance(report, Report):
@@ -347,19 +365,41 @@ class WorkerPool:
         self._boss.submit(job)
 
     def _run(self, job, progress_bar=False):
-        self._submit(job)
         handle = job.handle
+        store = getattr(handle, "checkpoint", None)
+        try:
+            self._submit(job)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
         bar = self._progress(job, progress_bar)
         try:
-            handle.wait()
+            if store is None:
+                handle.wait()
+            else:
+                self._store_results(job, store)
         except KeyboardInterrupt:
             self._interrupt(handle)
             raise
         finally:
+            if store is not None:
+                store.close()
             if bar is not None:
                 bar.close()
         if handle.error is not None:
             raise handle.error
+
+    def _store_results(self, job, store):
+        """Write each delivered result to the checkpoint as it arrives (caller's thread)."""
+        try:
+            for indices, results in job.handle.chunks():
+                store.record(indices, results, job.ledger.items_by_index)
+        except Exception:
+            if not job.handle.done:  # a result that cannot be stored: stop the map here
+                self._boss.cancel(job.id)
+                job.handle.wait(_STOP_WAIT)
+            raise  # that error (or the map's own, which chunks() raised) is what the caller sees
 
     def _interrupt(self, handle):
         """Ctrl-C / Jupyter's interrupt: kill the running tasks now, keep what finished."""
