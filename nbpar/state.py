@@ -601,9 +601,11 @@ class BossState:
                 running = running or self._running()
                 if not self._admits(job, running):
                     continue
-            if job.max_ahead is not None and (
-                    job.ledger.done - job.consumed + job.in_flight_items() >= job.max_ahead):
-                continue
+            room = None
+            if job.max_ahead is not None:  # read no further than max_ahead past the consumer
+                room = job.max_ahead - (job.ledger.done - job.consumed + job.in_flight_items())
+                if room <= 0:
+                    continue
             remaining = None if job.total is None else (
                 job.total - job.read + sum(len(c[1]) for c in job.requeued))
             size = 1 if self.task_timeout is not None else job.chunker.next_size(remaining,
@@ -612,8 +614,8 @@ class BossState:
                 return False
             if quota is not None:
                 size = min(size, quota)
-            if job.max_ahead is not None:
-                size = max(1, min(size, job.max_ahead // 2))
+            if room is not None:
+                size = max(1, min(size, room, job.max_ahead // 2))
             taken = self._take(job, size)
             if taken is None:
                 continue

@@ -119,10 +119,13 @@ def test_unpicklable_shared_objects_under_spawn_fail_at_the_call():
 def test_shared_array_travels_by_name_without_a_copy(method):
     import nbpar.shared as shared_mod
     data = nbpar.shared_array(np.arange(100_000, dtype=np.float64))
-    before = set(os.listdir("/dev/shm"))
+
+    def ours():
+        return {n for n in os.listdir("/dev/shm") if n.startswith(f"nbpar-{os.getpid()}-")}
+    before = ours()
     with nbpar.WorkerPool(2, start_method=method, shared_objects={"arr": data}) as pool:
         out = pool.map(tasks.array_in_shm, range(2), chunk_size=1)
-        during = set(os.listdir("/dev/shm"))
+        during = ours()
     owner = next(name for name, arr in shared_mod._owned_arrays.items() if arr is data)
     assert all(mapping == f"/dev/shm/{owner}" for mapping, _ in out)
     assert all(total == float(data.sum()) for _, total in out)
