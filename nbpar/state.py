@@ -412,6 +412,10 @@ class BossState:
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
             self._task_error(culprit.job, item, index, ev.worker_id, exc)
+        elif was == "retiring" and ev.exitcode not in (0, None) and self.exit_error is None:
+            self.exit_error = WorkerDiedError(  # a crash in worker_exit is no normal retirement
+                f"worker {ev.worker_id} died in worker_exit ({describe_exit(ev.exitcode)})",
+                worker_id=ev.worker_id, exitcode=ev.exitcode)
         elif was == "starting" and reason is None:
             self.init_broken = True
             exc = WorkerDiedError(

@@ -118,6 +118,7 @@ def _raise(exc, *args):
 
 
 def _run_batch(channel, msg, func, leading, progress, wid):
+    progress[wid] = 0  # a crash while unpickling this batch is not its predecessor's
     try:
         items = channel.decode(msg.body)
     except BaseException as exc:  # noqa: BLE001
