@@ -13,6 +13,8 @@ import multiprocessing as mp
 
 class NbparSystem:
     def __init__(self, n, start_method=None, progress_bar=False, **options):
+        if options.get("backend") == "dask":
+            n, options["client"] = None, dask_client(n)  # n_jobs: the cluster's threads
         import nbpar
         self.pool = nbpar.WorkerPool(n, start_method=start_method, keep_alive=True, **options)
         self.progress_bar = progress_bar
@@ -113,6 +115,69 @@ class TqdmProcessMapSystem:
         pass
 
 
+# -- Dask: one LocalCluster of n single-threaded worker processes, shared by every system
+_dask = {}
+
+
+def dask_client(n):
+    """The bench's LocalCluster(n_workers=n, threads_per_worker=1), made once per process."""
+    if n not in _dask:
+        import atexit
+
+        from distributed import Client, LocalCluster
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None, silence_logs=40)
+        client = Client(cluster, set_as_default=False)
+        _dask[n] = client
+
+        def close():
+            client.close()
+            cluster.close()
+        atexit.register(close)
+    return _dask[n]
+
+
+class DaskBagSystem:
+    """dask.bag, as its documentation shows: from_sequence (about 100 partitions), map."""
+
+    def __init__(self, n):
+        self.client = dask_client(n)
+
+    def map(self, func, items):
+        import dask.bag
+        return dask.bag.from_sequence(items).map(func).compute(scheduler=self.client.get)
+
+    def apply(self, func, arg):
+        return self.client.submit(func, arg, pure=False).result()
+
+    def close(self):
+        pass
+
+
+class DaskClientMapSystem(DaskBagSystem):
+    """client.map: one Dask task per item (for the short workloads only)."""
+
+    def map(self, func, items):
+        return self.client.gather(self.client.map(func, list(items), pure=False))
+
+
+class DaskChunkedSystem(DaskBagSystem):
+    """client.map over 4 chunks per worker thread, each run by one task: what a Dask user
+    writes by hand for many tiny items."""
+
+    def map(self, func, items):
+        items = list(items)
+        n = 4 * sum(self.client.nthreads().values())
+        size = -(-len(items) // n)
+        chunks = [items[i:i + size] for i in range(0, len(items), size)]
+        futures = self.client.map(_run_chunk, [func] * len(chunks), chunks, pure=False)
+        return [y for chunk in self.client.gather(futures) for y in chunk]
+
+
+def _run_chunk(func, chunk):
+    return [func(x) for x in chunk]
+
+
 SYSTEMS = {
     "nbpar": lambda n: NbparSystem(n),
     "nbpar-fork": lambda n: NbparSystem(n, "fork"),
@@ -125,4 +190,8 @@ SYSTEMS = {
     "mpire": lambda n: MpireSystem(n, "fork"),
     "mpire+progress": lambda n: MpireSystem(n, "fork", progress_bar=True),
     "tqdm.process_map": lambda n: TqdmProcessMapSystem(n),
+    "nbpar-dask": lambda n: NbparSystem(n, backend="dask"),
+    "dask.bag": lambda n: DaskBagSystem(n),
+    "client.map": lambda n: DaskClientMapSystem(n),
+    "client.map-chunked": lambda n: DaskChunkedSystem(n),
 }

@@ -178,6 +178,53 @@ def control(systems, repeat, n):
                   "≤ 0.1 s after halt; ≤ 1 s for stop(now) and a killed worker")
 
 
+def _warm(systems, repeat, n, func, items, check):
+    """Time `map(func, items)` on warm systems, interleaved."""
+    pools = {name: SYSTEMS[name](n) for name in systems}
+    try:
+        for pool in pools.values():
+            pool.map(func, items[:len(items) // 4])  # warm up: workers started, code loaded
+
+        def measure(name):
+            start = time.perf_counter()
+            out = pools[name].map(func, items)
+            elapsed = time.perf_counter() - start
+            assert check(out)
+            return elapsed
+        return _interleaved(systems, repeat, measure)
+    finally:
+        for pool in pools.values():
+            pool.close()
+
+
+def _throughput(result):
+    """Each system's throughput as a share of the reference's (its time ÷ theirs)."""
+    base = statistics.median(result.samples[result.reference])
+    result.extra["throughput vs local pool"] = {
+        name: base / statistics.median(values) for name, values in result.samples.items()}
+    return result
+
+
+def dask_cpu(systems, repeat, n):
+    """400 × ~4 ms on a warm LocalCluster(n_workers=n, threads_per_worker=1) vs local."""
+    items = list(range(400))
+    samples = _warm(systems, repeat, n, tasks.spin, items, lambda out: list(out) == items)
+    return _throughput(Result(
+        "dask-cpu", "400 × ~4 ms, warm: local process pool vs Dask LocalCluster", "s", "nbpar",
+        samples, "nbpar-dask ≥ 90 % of the local pool's throughput (time ratio ≤ 1.11)"))
+
+
+def dask_tiny(systems, repeat, n):
+    """200k × x*x on a warm LocalCluster (dask.bag and plain client.map are left out: with
+    a task per item, or dask.bag's per-item graph costs, they take tens of seconds)."""
+    items = list(range(200_000))
+    samples = _warm(systems, repeat, n, tasks.square, items,
+                    lambda out: len(out) == len(items) and out[-1] == items[-1] ** 2)
+    return _throughput(Result(
+        "dask-tiny", "200k × x*x, warm: local process pool vs Dask LocalCluster", "s", "nbpar",
+        samples, "nbpar-dask < 2 s"))
+
+
 WORKLOADS = {
     "tiny": (tiny, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor",
                     "joblib-loky", "mpire"]),
@@ -192,4 +239,7 @@ WORKLOADS = {
                         "mpire-spawn"]),
     "imap-memory": (imap_memory, ["nbpar", "mp.Pool-fork"]),
     "control": (control, ["nbpar"]),
+    "dask-cpu": (dask_cpu, ["nbpar", "nbpar-dask", "dask.bag", "client.map",
+                            "client.map-chunked"]),
+    "dask-tiny": (dask_tiny, ["nbpar", "nbpar-dask", "client.map-chunked"]),
 }

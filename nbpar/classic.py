@@ -177,7 +177,9 @@ class Boss:
         self.pool = WorkerPool(pool_options.pop("n_jobs", None), scheduler=scheduler,
                                **pool_options)
         self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)  # notified as each set's call ends
         self._sets: list[_Set] = []
+        self._seen = 0  # sets whose call ended and was accounted for
         self._finished: list = []  # (set, report), completion order
         self._errors: list = []
         self._error: BaseException | None = None
@@ -219,7 +221,11 @@ class Boss:
 
     def _submit(self, sets):
         for s in sets:
-            s.future = self.pool.submit(_work, s.cls, s.name, s.instructions)
+            try:
+                s.future = self.pool.submit(_work, s.cls, s.name, s.instructions)
+            except Exception as exc:  # noqa: BLE001 - e.g. a closed pool: this set fails
+                s.future = concurrent.futures.Future()
+                s.future.set_exception(exc)
             s.future.add_done_callback(lambda f, s=s: self._done(s, f))
 
     def _done(self, s, future):
@@ -239,8 +245,10 @@ class Boss:
                 stop = self._error is None
                 if stop:
                     self._error = exc
-            if all(x.future is not None and x.future.done() for x in self._sets):
+            self._seen += 1
+            if self._seen == len(self._sets):
                 self._ended_at = time.monotonic()
+            self._settled.notify_all()
         if stop:  # taylorism: an error in one worker stops the others
             self.pool.stop(now=True)
             if self.verbose:
@@ -279,8 +287,8 @@ class Boss:
             if self._sets and not self._working:
                 raise RuntimeError("nothing runs before make_them_work(): call it first")
         self.end()
-        futures = [s.future for s in self._sets if s.future is not None]
-        concurrent.futures.wait(futures)
+        with self._settled:
+            self._settled.wait_for(lambda: self._seen == len(self._sets))
         self.pool.join()
         if self._error is not None:
             raise self._error
@@ -295,7 +303,7 @@ class Boss:
             sets = list(self._sets)
             finished = list(self._finished)
             errors = tuple(self._errors)
-            settled = bool(sets) and all(s.future is not None and s.future.done() for s in sets)
+            settled = bool(sets) and self._seen == len(sets)
             status = self._status(settled)
             now = self._ended_at if settled else time.monotonic()
             elapsed = now - self._started_at if self._started_at is not None else 0.0

@@ -3,49 +3,42 @@ for without polling; its output returned, its failure raised as `nbpar.JobError`
 
     run_job(cmd)
       │ a fresh directory: job.sh (the command, verbatim), job.out, job.err
-      ├─ run_locally ──► _LocalJob: /bin/sh job.sh in its own process group; waits on a pidfd
-      └─ otherwise ────► _GridJob: DRMAA runJob of /bin/sh job.sh, -o/-e into the directory;
-      │                  session.wait(timeout) -- the process-wide DRMAA session
+      ├─ run_locally ──► LocalJob: /bin/sh job.sh in its own process group   (cluster_jobs.py)
+      └─ otherwise ────► GridJob: the same script through the process's DRMAA session
       ▼
-    _Outcome (exit status, signal, aborted, timed out) ──► (stdout, stderr) or JobError
+    Outcome (exit status, signal, aborted, timed out) ──► (stdout, stderr) or JobError
 
 Both kinds of job go through the same path, so `run_locally=True` behaves as the grid does.
-The command travels as a script, never as arguments: `qsub -b y` loses shell quoting, and a
+The command travels as a script, never as arguments (`qsub -b y` loses shell quoting), and a
 fresh directory per job sidesteps SGE appending to existing output files.
 
-Steering: a running job is registered with the thread that started it. `_Steering` observes
-every pool's signals (nbpar.pool.signal_observers); when a pool whose worker threads started
-jobs is HALTed, their queued jobs are held and running ones suspended (SIGSTOP locally), RESUME
-and STOP release and resume them (STOP lets running tasks finish), STOP_RIGHTNOW terminates
-them (SIGKILL locally) once the Boss has the signal. Jobs started later by a halted pool's
-threads start held. This reaches jobs started from `start_method="threading"` workers: process
-workers have their own DRMAA sessions, out of the caller's reach.
-
-DRMAA: `import drmaa` happens on the first grid job only. libdrmaa links jemalloc, which a
-running process cannot load late ("cannot allocate memory in static TLS block"): the process
-must start with LD_PRELOAD naming libjemalloc (the engine's setup exports its path as
-NBPAR_DRMAA_PRELOAD), and DRMAA_LIBRARY_PATH and SGE_ROOT set.
+Steering: each running job is registered with the thread that started it. `_Steering` observes
+every pool's signals (nbpar.pool.signal_observers): when a pool whose worker threads started
+jobs is HALTed, those jobs are paused (queued ones held, running ones suspended) and jobs its
+threads ask for while it is halted start held; RESUME and STOP unpause them (STOP lets running
+tasks finish, so their jobs must run); STOP_RIGHTNOW stops them, just after the Boss has the
+signal, so that the interrupted tasks count as stopped rather than failed. This reaches jobs
+started from `start_method="threading"` workers: process workers have their own DRMAA sessions,
+out of the caller's reach. At exit, jobs still running for abandoned tasks are stopped.
 """
 
 from __future__ import annotations
 
 import atexit
-import math
 import os
 import re
-import select
-import shutil
-import signal as _signal
-import subprocess
 import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
 
 from . import pool as _pool
-from .errors import JobError, NbparError, describe
+from .cluster_jobs import (DrmaaUnavailable, GridJob, LocalJob, Outcome, close_session,
+                           shared_session)
+from .errors import JobError, describe
 from .signals import Signal
+
+__all__ = ["DrmaaUnavailable", "run_job", "shared_session"]
 
 _STOP_GRACE = 30  # seconds to wait for a terminated job to be reported gone
 _TAIL = 2000  # characters of stderr quoted in a JobError's message
@@ -81,9 +74,9 @@ def run_job(cmd, *, job_name=None, queue=None, native_options=None, run_locally=
                                      dir=os.environ.get("NBPAR_JOB_DIR")) as workdir:
         files = _Files(workdir, cmd)
         if run_locally:
-            job = _LocalJob(files)
+            job = LocalJob(files)
         else:
-            job = _GridJob(files, _job_name(job_name, cmd), spec, session)
+            job = GridJob(files, _job_name(job_name, cmd), spec, session)
         outcome = _execute(job, timeout, logger)
         stdout, stderr = files.read()
     if outcome.ok:
@@ -95,19 +88,6 @@ def run_job(cmd, *, job_name=None, queue=None, native_options=None, run_locally=
 
 
 # ----------------------------------------------------------------------------- the common path
-
-@dataclass
-class _Outcome:
-    exit_status: int | None = None
-    signal: str | None = None
-    aborted: bool = False
-    timed_out: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return (self.exit_status == 0 and self.signal is None and not self.aborted
-                and not self.timed_out)
-
 
 class _Files:
     """The job's directory: its script and the files its output goes to."""
@@ -133,7 +113,7 @@ def _read(path) -> str:
         return ""
 
 
-def _execute(job, timeout, logger) -> _Outcome:
+def _execute(job, timeout, logger) -> Outcome:
     """Start, wait (up to `timeout`), and never leave the job running behind us."""
     deadline = None if timeout is None else time.monotonic() + timeout
     _steering.register(job)
@@ -144,7 +124,7 @@ def _execute(job, timeout, logger) -> _Outcome:
         outcome = job.wait(deadline)
         if outcome is None:  # timed out
             job.stop()
-            outcome = job.wait(time.monotonic() + _STOP_GRACE) or _Outcome(aborted=True)
+            outcome = job.wait(time.monotonic() + _STOP_GRACE) or Outcome(aborted=True)
             outcome.timed_out = True
         if logger is not None:
             logger.info("run_job: job %s ended: %s", job.job_id,
@@ -210,270 +190,6 @@ def _native_spec(queue, native_options) -> str:
     return " ".join(parts)
 
 
-# ----------------------------------------------------------------------------- jobs
-
-class _Job:
-    """A job as steering sees it: pause / unpause / stop are safe from any thread, before,
-    while and after it runs (a job paused before it starts, starts held)."""
-
-    def __init__(self, files):
-        self.files = files
-        self.thread = threading.current_thread()
-        self.job_id = None
-        self.paused = self.stopped = self.started = self.finished = False
-        self.cond = threading.Condition()
-
-    def pause(self):
-        with self.cond:
-            if not (self.paused or self.finished):
-                self.paused = True
-                if self.started:
-                    self._pause()
-
-    def unpause(self):
-        with self.cond:
-            if self.paused and not self.finished:
-                self.paused = False
-                if self.started:
-                    self._unpause()
-                self.cond.notify_all()
-
-    def stop(self):
-        with self.cond:
-            if not (self.stopped or self.finished):
-                self.stopped = True
-                if self.started:
-                    self._stop()
-                self.cond.notify_all()
-
-    def reap(self):
-        """After a stop that nobody waited for: collect what is left of the job."""
-
-
-class _LocalJob(_Job):
-    """`/bin/sh job.sh` here, in its own process group (so signals reach what it started)."""
-
-    proc = None
-
-    def start(self):
-        self.job_id = "local"
-
-    def _spawn(self):
-        with open(self.files.out, "wb") as out, open(self.files.err, "wb") as err:
-            self.proc = subprocess.Popen(["/bin/sh", self.files.script], stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err, start_new_session=True)
-        self.job_id = f"local:{self.proc.pid}"
-        self.started = True
-
-    def wait(self, deadline):
-        with self.cond:  # held (paused before it started): start once unpaused
-            while not self.started:
-                if self.stopped:
-                    self.finished = True
-                    return _Outcome(aborted=True)
-                if not self.paused:
-                    self._spawn()
-                    break
-                if not self.cond.wait(_remaining(deadline)) and _passed(deadline):
-                    return None
-        if not _wait_pid(self.proc, deadline):
-            return None
-        with self.cond:  # reap under the lock: no signal ever goes to a recycled group
-            code = self.proc.wait()
-            self.finished = True
-        sig = _signal.Signals(-code).name if code < 0 else None
-        return _Outcome(exit_status=code if code >= 0 else None, signal=sig,
-                        aborted=self.stopped)
-
-    def reap(self):
-        if self.proc is not None:
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-
-    def _group(self, sig):
-        try:
-            os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def _pause(self):
-        self._group(_signal.SIGSTOP)
-
-    def _unpause(self):
-        self._group(_signal.SIGCONT)
-
-    def _stop(self):
-        self._group(_signal.SIGKILL)
-
-
-def _wait_pid(proc, deadline) -> bool:
-    """Block until `proc` exits (True) or the deadline passes (False), on a pidfd."""
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # no pidfd: Popen's own wait
-        try:
-            proc.wait(_remaining(deadline))
-            return True
-        except subprocess.TimeoutExpired:
-            return False
-    try:
-        ready, _, _ = select.select([fd], [], [], _remaining(deadline))
-        return bool(ready)
-    finally:
-        os.close(fd)
-
-
-def _remaining(deadline):
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _passed(deadline) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-class _GridJob(_Job):
-    """`/bin/sh job.sh` submitted through DRMAA, output and errors directed into the job's
-    directory (which, on a cluster of several hosts, must be on a shared filesystem:
-    NBPAR_JOB_DIR chooses where it is made)."""
-
-    def __init__(self, files, name, native_spec, session):
-        super().__init__(files)
-        if re.search(r"\s", files.dir):
-            raise ValueError(f"the job directory {files.dir!r} contains white space, which the "
-                             f"grid engine splits: set NBPAR_JOB_DIR to a path without it")
-        self.name = name
-        self.native_spec = native_spec
-        self.session = session if session is not None else shared_session()
-        self.drmaa = _import_drmaa()
-
-    def start(self):
-        with self.cond:
-            if self.stopped:
-                return
-            drmaa, s = self.drmaa, self.session
-            jt = s.createJobTemplate()
-            try:
-                jt.remoteCommand = "/bin/sh"
-                jt.args = [self.files.script]
-                jt.jobName = self.name
-                jt.workingDirectory = os.getcwd()
-                jt.outputPath = ":" + self.files.out
-                jt.errorPath = ":" + self.files.err
-                if self.native_spec:
-                    jt.nativeSpecification = self.native_spec
-                if self.paused:
-                    jt.jobSubmissionState = drmaa.JobSubmissionState.HOLD_STATE
-                self.job_id = s.runJob(jt)
-            finally:
-                s.deleteJobTemplate(jt)
-            self.started = True
-
-    def wait(self, deadline):
-        if not self.started:  # stopped before it was submitted
-            self.finished = True
-            return _Outcome(aborted=True)
-        drmaa = self.drmaa
-        timeout = (drmaa.Session.TIMEOUT_WAIT_FOREVER if deadline is None
-                   else math.ceil(_remaining(deadline)))  # DRMAA counts whole seconds
-        try:
-            info = self.session.wait(self.job_id, timeout)
-        except drmaa.errors.ExitTimeoutException:
-            return None
-        except Exception as exc:  # noqa: BLE001
-            if "code 24" not in str(exc):  # SGE: deleted before it ran, no usage to report
-                raise
-            info = None
-        with self.cond:
-            self.finished = True
-        if info is None:
-            return _Outcome(aborted=True)
-        return _Outcome(exit_status=info.exitStatus if info.hasExited else None,
-                        signal=(info.terminatedSignal or "a signal") if info.hasSignal else None,
-                        aborted=bool(info.wasAborted))
-
-    def _control(self, *actions):
-        for action in actions:  # the job may have moved on (started, finished) meanwhile
-            try:
-                self.session.control(self.job_id, action)
-            except Exception:  # noqa: BLE001 - e.g. suspending a queued job: held instead
-                pass
-
-    def _pause(self):  # hold first: then it cannot start between the two
-        A = self.drmaa.JobControlAction
-        self._control(A.HOLD, A.SUSPEND)
-
-    def _unpause(self):
-        A = self.drmaa.JobControlAction
-        self._control(A.RELEASE, A.RESUME)
-
-    def _stop(self):
-        self._control(self.drmaa.JobControlAction.TERMINATE)
-
-
-# ----------------------------------------------------------------------------- DRMAA
-
-_session_lock = threading.Lock()
-_session = None
-_session_pid = None
-
-
-class DrmaaUnavailable(NbparError, RuntimeError):
-    """This process cannot use DRMAA (see the module docstring for what it needs)."""
-
-
-def _import_drmaa():
-    try:
-        import drmaa
-    except ImportError as exc:
-        raise DrmaaUnavailable("run_job needs the drmaa package (pip install 'nbpar[cluster]'), "
-                               f"or run_locally=True: {exc}") from exc
-    except OSError as exc:
-        hint = os.environ.get("NBPAR_DRMAA_PRELOAD", "libjemalloc.so.2")
-        raise DrmaaUnavailable(
-            f"libdrmaa could not be loaded into this process ({exc}); start Python with "
-            f"LD_PRELOAD={hint} (the grid engine's library links jemalloc, which cannot be "
-            f"loaded into a running process)") from exc
-    except RuntimeError as exc:
-        raise DrmaaUnavailable(f"{exc} (the grid engine's environment is not set: source "
-                               f"its settings file, e.g. /etc/profile.d/nbpar-sge.sh)") from exc
-    return drmaa
-
-
-def shared_session():
-    """The process's DRMAA session, opened on first use and closed at exit (one per process,
-    as DRMAA allows; every thread shares it)."""
-    global _session, _session_pid
-    with _session_lock:
-        if _session is None or _session_pid != os.getpid():
-            drmaa = _import_drmaa()
-            session = drmaa.Session()
-            try:
-                session.initialize()
-            except drmaa.errors.AlreadyActiveSessionException:
-                raise DrmaaUnavailable(
-                    "this process inherited a DRMAA session from the process that forked it; "
-                    "call run_job from threads (start_method='threading') of that process"
-                ) from None
-            _session, _session_pid = session, os.getpid()
-        return _session
-
-
-def _at_exit():
-    """Terminate the jobs still running for abandoned tasks, end the DRMAA session."""
-    global _session
-    for job in _steering.live():
-        job.stop()
-    with _session_lock:
-        if _session is not None and _session_pid == os.getpid():
-            try:
-                _session.exit()
-            except Exception:  # noqa: BLE001
-                pass
-        _session = None
-
-
 # ----------------------------------------------------------------------------- steering
 
 def _threads_of(pool) -> set:
@@ -483,7 +199,10 @@ def _threads_of(pool) -> set:
 
 
 class _Steering:
-    """Makes the live jobs follow the signals of the pools whose threads started them."""
+    """Makes the live jobs follow the signals of the pools whose threads started them.
+
+    A job is paused under the lock as it registers, so a RESUME can never slip in between a
+    registration that saw its pool halted and the pause that follows."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -497,9 +216,8 @@ class _Steering:
                 self.exit_hook = True
                 atexit.register(_at_exit)
             self.jobs.add(job)
-            halted = any(job.thread in _threads_of(pool) for pool in list(self.halted))
-        if halted:
-            job.pause()
+            if any(job.thread in _threads_of(pool) for pool in list(self.halted)):
+                job.pause()  # not started yet: it will start held
 
     def unregister(self, job):
         with self.lock:
@@ -509,25 +227,31 @@ class _Steering:
         with self.lock:
             return list(self.jobs)
 
-    def jobs_of(self, pool) -> list:
-        threads = _threads_of(pool)
-        return [job for job in self.live() if job.thread in threads] if threads else []
-
     def on_signal(self, pool, signal):
-        if signal is Signal.HALT:
-            with self.lock:
+        if signal not in (Signal.HALT, Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
+            return None
+        threads = _threads_of(pool)
+        with self.lock:
+            if signal is Signal.HALT:
                 self.halted.add(pool)
-            for job in self.jobs_of(pool):
-                job.pause()
-        elif signal in (Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
-            with self.lock:
+            else:
                 self.halted.discard(pool)
-            jobs = self.jobs_of(pool)
-            if signal is Signal.STOP_RIGHTNOW:  # after the Boss has it: the tasks count as
-                return lambda: [job.stop() for job in jobs]  # stopped, not failed
-            for job in jobs:
+            jobs = [job for job in self.jobs if job.thread in threads]
+        if signal is Signal.STOP_RIGHTNOW:  # run just after the Boss has the signal: the
+            return lambda: [job.stop() for job in jobs]  # tasks count as stopped, not failed
+        for job in jobs:
+            if signal is Signal.HALT:
+                job.pause()
+            else:
                 job.unpause()
         return None
+
+
+def _at_exit():
+    """Stop the jobs still running for abandoned tasks; end the DRMAA session."""
+    for job in _steering.live():
+        job.stop()
+    close_session()
 
 
 _steering = _Steering()

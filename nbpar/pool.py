@@ -74,7 +74,8 @@ class _Call:
 
 
 class WorkerPool:
-    """A pool of worker processes (fork / forkserver / spawn) or threads, run by a Boss.
+    """A pool of worker processes (fork / forkserver / spawn) or threads, run by a Boss;
+    with backend="dask", of slots running batches on a Dask cluster (backends/dask).
 
     See the README and contract: `map`, `map_unordered`, `imap`, `imap_unordered`, `starmap`,
     `apply_async`, `submit`, and `halt` / `resume` / `stop` / `report` while a map runs.
@@ -83,12 +84,17 @@ class WorkerPool:
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
-                 scheduler=None, keep_alive=False, on_output=None):
-        n_jobs = os.cpu_count() or 1 if n_jobs is None else n_jobs
-        if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+                 scheduler=None, keep_alive=False, on_output=None, backend=None, client=None):
+        _check_backend(backend, client, start_method)
+        if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
+            n_jobs = os.cpu_count() or 1
+        if n_jobs is not None and (
+                isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1):
             raise ValueError(f"n_jobs must be a whole number >= 1 (or None), got {n_jobs!r}")
         start_method = DEFAULT_START_METHOD if start_method is None else start_method
-        if start_method not in START_METHODS:
+        if backend == "dask":
+            start_method = "dask"  # how the workers start: shown by the widget and repr
+        elif start_method not in START_METHODS:
             raise ValueError(f"unknown start_method {start_method!r}: use one of "
                              f"{', '.join(START_METHODS)}")
         for name, hook in (("worker_init", worker_init), ("worker_exit", worker_exit)):
@@ -103,8 +109,8 @@ class WorkerPool:
                              f"{max_tasks_per_worker!r}")
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
-        self.n_jobs = n_jobs
         self.start_method = start_method
+        self.backend = backend or "local"
         self.shared_objects = shared_objects
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
@@ -113,7 +119,10 @@ class WorkerPool:
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
         self._closed = False
-        self._backend = make_backend(start_method, n_jobs, shared_objects)
+        self._backend = make_backend(start_method, n_jobs, shared_objects, backend=backend,
+                                     client=client)
+        self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
+        self._min_batch_time = getattr(self._backend, "min_batch_time", None)
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
                                    max_tasks_per_worker=max_tasks_per_worker)
@@ -195,7 +204,9 @@ class WorkerPool:
 
     def report(self) -> Report:
         """A snapshot of the latest map and the workers, at any moment, from any thread."""
-        return self._boss.report()
+        report = self._boss.report()
+        annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
+        return report if annotate is None else annotate(report)
 
     def get_exit_results(self) -> list:
         return list(self.report().exit_results)
@@ -308,7 +319,8 @@ class WorkerPool:
                  prior=None, chunk_size=None, limit=None, handle=None, keep_results=True):
         ledger = Ledger(total, items, prior, keep_results)
         job = st.Job(next(self._job_ids), func, source, ledger, total=total, star=star,
-                     streaming=streaming, chunker=AdaptiveChunker(chunk_size), limit=limit,
+                     streaming=streaming, limit=limit,
+                     chunker=AdaptiveChunker(chunk_size, self._min_batch_time),
                      func_name=_func_name(func), func_key=self._functions.key(func))
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
@@ -415,10 +427,10 @@ class WorkerPool:
     # ==== nbpar.ui: asyncio and notebook display (one block; the rest of the pool is core) ====
     # `await pool.map_async(...)` and `async for r in pool.imap_async(...)` wait without
     # blocking the event loop, so a notebook's widget buttons act while the cell awaits (the
-    # Boss wakes the loop through JobHandle.changed). Cancelling the awaiting task -- which is
-    # what Jupyter's interrupt does to an awaiting cell -- stops the map now (STOP_RIGHTNOW),
-    # keeps what finished in `report()` and re-raises. With progress_bar=True in a notebook
-    # they show the pool widget; elsewhere the tqdm bar.
+    # Boss wakes the loop through JobHandle.changed). Cancelling the awaiting task stops the
+    # map now (STOP_RIGHTNOW), keeps what finished in `report()` and re-raises; in a notebook
+    # the interrupt does the same at once (ui/kernel.py: interrupt_stops). With
+    # progress_bar=True they show the pool widget in a notebook, elsewhere the tqdm bar.
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                         iterable_len=None, limit=None, report=None):
@@ -449,7 +461,7 @@ class WorkerPool:
         return self._iterate_async(job, False, progress_bar)
 
     def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
-        """The job `_stream` builds and submits (kept in step with it)."""
+        """The job `_stream` builds (kept in step with it); submitted when iterated."""
         _check_func(func)
         _check_chunk_size(chunk_size)
         total = iterable_len
@@ -460,7 +472,6 @@ class WorkerPool:
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
-        self._submit(job)
         return job
 
     async def _run_async(self, job, progress_bar):
@@ -468,10 +479,11 @@ class WorkerPool:
 
         from .ui.kernel import interrupt_stops
 
-        self._submit(job)
         handle = job.handle
-        view = self._live_view(job, progress_bar)
+        view = self._widget_view(progress_bar)  # routes output before the first task runs
         try:
+            self._submit(job)
+            view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
                 await self._until_done(handle)
         except (KeyboardInterrupt, asyncio.CancelledError):
@@ -490,9 +502,11 @@ class WorkerPool:
         from .ui.kernel import interrupt_stops
 
         handle = job.handle
-        view = self._live_view(job, progress_bar)
+        view = self._widget_view(progress_bar)
         finished = False
         try:
+            self._submit(job)
+            view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
                 waiting: dict = {}
                 next_index = 0
@@ -552,12 +566,13 @@ class WorkerPool:
             except TimeoutError:
                 return
 
-    def _live_view(self, job, progress_bar):
+    def _widget_view(self, progress_bar):
+        """progress_bar=True in a notebook: the pool widget (else the tqdm bar, made later)."""
         if not progress_bar:
             return None
         from .ui.kernel import in_notebook
         if not in_notebook():
-            return self._progress(job, progress_bar)
+            return None
         from .ui.widget import PoolWidget
         return PoolWidget.for_map(self)
 
@@ -604,6 +619,17 @@ def _check_func(func):
     if inspect.iscoroutinefunction(func):
         raise TypeError(f"func {_func_name(func)} is a coroutine function: each call would "
                         f"return an unawaited coroutine; wrap it with asyncio.run")
+
+
+def _check_backend(backend, client, start_method):
+    if backend not in (None, "local", "dask"):
+        raise ValueError(f"unknown backend {backend!r}: use 'dask' (or None for workers on "
+                         f"this machine)")
+    if backend == "dask" and start_method is not None:
+        raise ValueError(f"start_method={start_method!r} does not apply to backend='dask': "
+                         f"Dask starts its own workers")
+    if client is not None and backend != "dask":
+        raise ValueError("client= is for backend='dask': pass backend='dask' as well")
 
 
 def _check_chunk_size(chunk_size):

@@ -25,6 +25,7 @@ class WorkerInfo:
     busy: float  # seconds spent running tasks
     current_item: Any = None
     current_index: int | None = None
+    where: str | None = None  # where it runs when that is not this machine: a Dask worker
 
 
 @dataclass(frozen=True, slots=True)

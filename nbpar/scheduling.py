@@ -59,11 +59,19 @@ class AdaptiveChunker:
     growth = 8
     prefetch_below = 0.05  # a second batch is queued on a worker only for short batches
     seed_cap = 4096
+    floor = 0.0  # seconds: the tail's batches are not cut shorter than this
 
-    def __init__(self, fixed: int | None = None):
+    def __init__(self, fixed: int | None = None, min_batch_time: float | None = None):
         self.fixed = fixed
         self.per_item: float | None = None
         self.last = 0
+        if min_batch_time is not None and min_batch_time > self.target:
+            # A backend whose batch costs milliseconds to send (Dask) asks for longer
+            # batches, keeps a second one queued behind each so that cost is hidden, and
+            # does not cut the tail into batches shorter than that cost.
+            self.target = min_batch_time
+            self.prefetch_below = max(self.prefetch_below, 2 * min_batch_time)
+            self.floor = min_batch_time / 4
 
     def seed(self, per_item: float) -> None:
         """Start from what an earlier map of the same function measured (a warm pool), but
@@ -88,7 +96,10 @@ class AdaptiveChunker:
         else:
             size = max(1, min(int(self.target / self.per_item), max(self.last, 1) * self.growth))
         if remaining is not None:
-            size = max(1, min(size, -(-remaining // (2 * max(n_workers, 1)))))
+            share = -(-remaining // (2 * max(n_workers, 1)))
+            if self.floor and self.per_item is not None:
+                share = max(share, int(self.floor / self.per_item))
+            size = max(1, min(size, share))
         self.last = size
         return size
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make the repo's .venv ready: create it with python3 if missing, then install nbpar editable
-# with its test, jupyter and cluster extras. Idempotent; a re-run skips pip while the stamp
-# file is newer than pyproject.toml.
+# with its test, jupyter, cluster, bench and dask extras. Idempotent; a re-run skips pip while
+# the stamp file is newer than pyproject.toml and this script.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -41,11 +41,12 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ]; then
-    echo "setup: installing nbpar[test,jupyter,cluster] into .venv" >&2
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] \
+        || [ "$root/scripts/setup.sh" -nt "$stamp" ]; then
+    echo "setup: installing nbpar[test,jupyter,cluster,bench,dask] into .venv" >&2
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     log="$venv/pip-install.log"
-    if ! "$venv/bin/python" -m pip install -q -e "$root[test,jupyter,cluster,bench]" >"$log" 2>&1; then
+    if ! "$venv/bin/python" -m pip install -q -e "$root[test,jupyter,cluster,bench,dask]" >"$log" 2>&1; then
         cat "$log" >&2
         echo "setup: pip install failed (log above, also in $log)" >&2
         exit 1

@@ -22,7 +22,17 @@ class WorkerHandle:
     process: object = None  # backend-specific
 
 
-def make_backend(start_method, n_workers, shared_objects):
+def make_backend(start_method, n_workers, shared_objects, *, backend=None, client=None):
+    """The backend a pool's Boss drives. A backend may say how many workers it has
+    (`n_workers`, e.g. Dask's thread count when n_workers is None) and the shortest batch
+    worth sending (`min_batch_time`)."""
+    if backend == "dask":
+        try:
+            from .dask import DaskBackend
+        except ImportError as exc:
+            raise ImportError(f"backend='dask' needs dask.distributed: pip install "
+                              f"'nbpar[dask]' ({exc})") from exc
+        return DaskBackend(n_workers, shared_objects, client)
     if start_method == "threading":
         from .thread import ThreadBackend
         return ThreadBackend(n_workers, shared_objects)

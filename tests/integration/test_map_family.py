@@ -147,7 +147,8 @@ def test_keep_alive_keeps_workers_between_maps():
     with nbpar.WorkerPool(2, start_method="forkserver", keep_alive=True) as pool:
         first = set(pool.map(tasks.pid_of, range(20), chunk_size=1))
         second = set(pool.map(tasks.pid_of, range(20), chunk_size=1))
-    assert first == second
+        workers = {w.pid for w in pool.report().workers}
+    assert len(workers) == 2 and first | second <= workers  # the same two processes served both
 
 
 def test_without_keep_alive_workers_are_new_per_map():
