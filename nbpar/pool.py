@@ -310,8 +310,8 @@ class WorkerPool:
         if report.rest is not None:
             raise ValueError("this report is from an iterator map (imap): its results went to "
                              "its consumer, so it cannot be continued as a list")
-        pairs = list(zip(report.pending_indices, report.pending))
-        return self._new_job(func, ListSource(report.pending, report.pending_indices),
+        pairs = report._unfinished_pairs()  # failed items run again, with the pending ones
+        return self._new_job(func, ListSource([p[1] for p in pairs], [p[0] for p in pairs]),
                              total=report.total, streaming=False, star=star, items=dict(pairs),
                              prior=report.results, chunk_size=chunk_size, limit=limit)
 

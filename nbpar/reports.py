@@ -125,8 +125,9 @@ class Report:
     """A snapshot of a map and of the pool's workers.
 
     `status` is one of "idle", "running", "halted", "finished", "stopped", "failed".
-    `results` maps index -> result for what finished; `pending` lists the items not yet run,
-    in input order (`pending_indices` their indices). For an iterator map (imap), results
+    `results` maps index -> result for what finished; `errors` the items that failed;
+    `pending` lists the items not yet run, in input order (`pending_indices` their indices):
+    every item is in exactly one of the three. For an iterator map (imap), results
     go to the consumer and are not kept here, and `pending` holds only the items already
     read: the unread rest of the input is carried along for `pool.map(func, report=...)`.
     """
@@ -156,6 +157,13 @@ class Report:
         return [index for index, _ in self._pending_pairs()]
 
     def _pending_pairs(self):
+        if self._view is None:
+            return []
+        failed = {e.index for e in self.errors}  # every item counts once: done, failed or pending
+        return [(i, item) for i, item in self._view.pending() if i not in failed]
+
+    def _unfinished_pairs(self):
+        """What a continuation runs: the failed items again, and the pending ones."""
         return self._view.pending() if self._view is not None else []
 
     @property

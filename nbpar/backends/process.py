@@ -150,7 +150,11 @@ class ProcessBackend:
         if self.method == "forkserver":
             self.link.forget(handle.pid, handle.sentinel)
         else:
-            handle.process.close()
+            handle.process.join(5)  # the sentinel can fire a moment before the child is reapable
+            try:
+                handle.process.close()
+            except ValueError:
+                pass  # still not gone after 5 s: left to multiprocessing's own reaping
 
     def position(self, worker_id):
         return self.board[worker_id]

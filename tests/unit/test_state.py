@@ -490,7 +490,8 @@ def test_batch_failed_fails_the_map_with_the_rebuilt_exception():
     assert (report.status, report.done, report.failed) == ("failed", 1, 1)
     assert report.results == {0: result(0)}
     assert report.errors == (TaskError(1, 1, "ValueError", "bad item 1", err.__cause__.tb, 0),)
-    assert report.pending == [1, 2, 3, 4, 5]      # the killed batch is pending, not failed
+    assert report.pending == [2, 3, 4, 5]         # the killed batch is pending, not failed;
+    assert report._unfinished_pairs()[0] == (1, 1)  # the failed item is not, but reruns
 
 
 def test_only_busy_workers_of_the_failing_map_are_killed():
