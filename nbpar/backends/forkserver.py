@@ -218,7 +218,7 @@ def serve(fd: int) -> None:
                     _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
                 except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
                     conn.send(("error", f"{type(exc).__name__}: {exc}"))
-            else:
+            elif conn in owner:  # (a link dropped earlier in this round took its sentinels)
                 link = owner.pop(conn)
                 proc = link.procs.pop(conn)
                 proc.join()
