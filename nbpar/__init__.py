@@ -10,18 +10,21 @@ from .errors import (JobError, NbparError, SerializationError, StoppedError, Tas
                      WorkerDiedError)
 from .executor import Executor
 from .jobs import AsyncResult
+from .logs import get_logger
 from .pool import WorkerPool
 from .reports import Report, TaskError, WorkerInfo
-from .scheduling import MaxThreadsScheduler, Scheduler
+from .scheduling import (JobsLimit, LongerFirstScheduler, MaxMemoryScheduler,
+                         MaxThreadsScheduler, Scheduler)
 from .shared import shared_array
 from .signals import Signal
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncResult", "Boss", "Executor", "JobError", "MaxThreadsScheduler", "NbparError", "Report",
+    "AsyncResult", "Boss", "Executor", "JobError", "JobsLimit", "LongerFirstScheduler",
+    "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Report",
     "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
-    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "run_job", "shared_array",
+    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "run_job", "shared_array",
 ]
 
 

@@ -25,6 +25,7 @@ from concurrent.futures import Future
 from functools import partial
 from multiprocessing.connection import wait
 
+from . import logs
 from . import messages as m
 from . import state as st
 from .errors import SerializationError, describe
@@ -88,6 +89,7 @@ class Boss:
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
         self._events: deque = deque()
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
+        self._measure_rss = state.scheduler.wants_rss and getattr(backend, "can_kill", False)
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True
@@ -197,6 +199,8 @@ class Boss:
         if kind is m.Done:
             self._drain_outputs(wid)
             self._send_deferred(wid)
+            if self._measure_rss:
+                self._measure(wid, handle)
             try:
                 results = decode(msg.body)
             except Exception as exc:  # noqa: BLE001
@@ -213,8 +217,14 @@ class Boss:
             except Exception:  # noqa: BLE001 - the error itself matters more
                 results = []
             self._handle(st.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
+        elif kind is m.Log:
+            self._drain_outputs(wid)  # prints made before the record come before it
+            record = logs.handle_in_caller(msg.record)
+            self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
         elif kind is m.Ready:
             handle.pid = msg.pid
+            if self._measure_rss:
+                self._measure(wid, handle)
             self._handle(st.WorkerReady(wid, msg.pid))
         elif kind is m.InitFailed:
             self._drain_outputs(wid)
@@ -226,6 +236,16 @@ class Boss:
             except Exception:  # noqa: BLE001
                 result = None
             self._handle(st.WorkerExited(wid, result, msg.error))
+
+    def _measure(self, wid, handle):
+        """A worker's own memory, for a scheduler that budgets memory: its unique set size
+        (RSS would count again the pages a forked worker shares with its parent)."""
+        import psutil
+        try:
+            rss = psutil.Process(handle.pid).memory_full_info().uss
+        except psutil.Error:
+            return
+        self._events.append(st.WorkerMeasured(wid, rss))
 
     def _on_gone(self, wid):
         handle = self.handles.pop(wid, None)
@@ -285,7 +305,8 @@ class Boss:
 
     def _emit(self, wid, stream, raw):
         try:
-            self.on_output(wid, stream, raw.decode("utf-8", "replace"))
+            self.on_output(wid, stream, raw if isinstance(raw, str)
+                           else raw.decode("utf-8", "replace"))
         except Exception:  # noqa: BLE001 - a broken sink must not stop the Boss
             pass
 

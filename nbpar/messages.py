@@ -84,6 +84,11 @@ class Failed(_Flat):
 
 
 @dataclass(frozen=True, slots=True)
+class Log:
+    record: dict  # a LogRecord's attributes, message already formatted
+
+
+@dataclass(frozen=True, slots=True)
 class Exited:
     body: object  # pickled return value of worker_exit
     error: ErrorPayload | None
@@ -102,3 +107,4 @@ class WorkerSetup:
     progress: object  # where the worker marks its position: a segment name, or (fork) the map
     sys_path: tuple = ()
     cwd: str | None = None
+    log_level: int | None = None

@@ -21,7 +21,7 @@ from .errors import describe
 from .jobs import AsyncResult, FunctionKeys, FutureHandle, JobHandle
 from .messages import WorkerSetup
 from .reports import Ledger, Report
-from .scheduling import AdaptiveChunker, Scheduler
+from .scheduling import AdaptiveChunker, JobsLimit, Scheduler
 from .signals import Signal
 from .sources import IterSource, ListSource
 
@@ -52,7 +52,10 @@ def _notify(observers, pool, signal) -> list:
 
 
 def _print_output(worker_id, stream, line):
-    """Default sink for what workers print: the caller's own stdout/stderr, tagged."""
+    """Default sink for what workers print: the caller's own stdout/stderr, tagged. Log
+    records ("log") went to the caller's logging handlers already."""
+    if stream == "log":
+        return
     target = sys.stderr if stream == "stderr" else sys.stdout
     target.write(f"[worker {worker_id}] {line}\n")
     target.flush()
@@ -84,7 +87,7 @@ class WorkerPool:
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
-                 scheduler=None, keep_alive=False, on_output=None, backend=None, client=None):
+                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None):
         _check_backend(backend, client, start_method)
         if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
             n_jobs = os.cpu_count() or 1
@@ -114,7 +117,7 @@ class WorkerPool:
         self.shared_objects = shared_objects
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
-            use_worker_state=bool(use_worker_state)))
+            use_worker_state=bool(use_worker_state), log_level=log_level))
         self._job_ids = itertools.count()
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
@@ -226,23 +229,29 @@ class WorkerPool:
 
     # -- the map family
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-            iterable_len=None, limit=None, report=None, checkpoint=None):
+            iterable_len=None, limit=None, report=None, checkpoint=None,
+            memory=None, duration=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
+        _declare(job, memory, duration)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                iterable_len=None, limit=None, report=None, checkpoint=None):
+                iterable_len=None, limit=None, report=None, checkpoint=None,
+                memory=None, duration=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
+        _declare(job, memory, duration)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                      iterable_len=None, limit=None, report=None, checkpoint=None):
+                      iterable_len=None, limit=None, report=None, checkpoint=None,
+                      memory=None, duration=None):
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
+        _declare(job, memory, duration)
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
@@ -317,6 +326,7 @@ class WorkerPool:
 
     def _new_job(self, func, source, *, total, streaming, star=False, items=None,
                  prior=None, chunk_size=None, limit=None, handle=None, keep_results=True):
+        _check_limit(limit)
         ledger = Ledger(total, items, prior, keep_results)
         job = st.Job(next(self._job_ids), func, source, ledger, total=total, star=star,
                      streaming=streaming, limit=limit,
@@ -630,6 +640,19 @@ def _check_backend(backend, client, start_method):
                          f"Dask starts its own workers")
     if client is not None and backend != "dask":
         raise ValueError("client= is for backend='dask': pass backend='dask' as well")
+
+
+def _declare(job, memory, duration):
+    """What a map says of its items for schedulers: bytes and seconds per item."""
+    for name, value in (("memory", memory), ("duration", duration)):
+        if value is not None and not callable(value):
+            raise TypeError(f"{name}= must be a function of the item, got {describe(value)}")
+    job.memory, job.duration = memory, duration
+
+
+def _check_limit(limit):
+    if limit is not None and not isinstance(limit, JobsLimit):
+        raise TypeError(f"limit must be an nbpar.JobsLimit, got {describe(limit)}")
 
 
 def _check_chunk_size(chunk_size):

@@ -12,20 +12,36 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Running:
-    """What runs now: how many workers are busy, in all and per map."""
+    """What runs now: how many workers are busy, in all and per map, and the memory the
+    workers hold (bytes: every worker's measured RSS, plus the memory each busy worker's task
+    declared on top of it)."""
 
     total: int = 0
     by_job: dict = field(default_factory=dict)
+    memory: float = 0.0
 
 
 class Scheduler:
-    """Base policy: decides how many more workers may start work of a map.
+    """Base policy: decides how many more workers may start work of a map, and may order a
+    map's items before it starts.
 
-    Subclass it and override `capacity`; return None for no limit. `history` is the list of
-    past reports of the pool (finished maps), for policies that learn from them.
+    Subclass it and override `capacity` (return None for no limit) and/or `order`. `job`
+    offers `next_memory()` and `durations()` (what the map declared with `memory=` and
+    `duration=`); `history` holds the reports of the pool's latest finished maps. A custom
+    policy is a few lines, e.g. at most two tasks of any map at once::
+
+        class TwoAtATime(nbpar.Scheduler):
+            def capacity(self, job, running, history=()):
+                return 2 - running.by_job.get(job.id, 0)
     """
 
+    wants_rss = False  # ask the Boss to measure workers' RSS after each batch
+
     def capacity(self, job, running: Running, history=()) -> int | None:
+        return None
+
+    def order(self, job) -> list | None:
+        """A permutation of the map's pending items (positions), or None to keep them."""
         return None
 
     def __repr__(self):
@@ -45,6 +61,57 @@ class MaxThreadsScheduler(Scheduler):
 
     def __repr__(self):
         return f"MaxThreadsScheduler({self.n})"
+
+
+class MaxMemoryScheduler(Scheduler):
+    """Start a task only if the memory it declares (`map(..., memory=lambda item: bytes)`)
+    fits under `limit_bytes` beside what the workers hold: their measured memory (unique set
+    size, taken when a worker starts and after each of its batches) plus what their running
+    tasks declared. One
+    task always may run, even if it alone declares more than the limit."""
+
+    wants_rss = True
+
+    def __init__(self, limit_bytes: float):
+        if isinstance(limit_bytes, bool) or not isinstance(limit_bytes, (int, float)) or (
+                limit_bytes <= 0):
+            raise ValueError(f"MaxMemoryScheduler needs a number of bytes > 0, got "
+                             f"{limit_bytes!r}")
+        self.limit = limit_bytes
+
+    def capacity(self, job, running, history=()):
+        if running.total == 0:
+            return None
+        return None if running.memory + job.next_memory() <= self.limit else 0
+
+    def __repr__(self):
+        return f"MaxMemoryScheduler({self.limit!r})"
+
+
+class LongerFirstScheduler(Scheduler):
+    """Start the tasks that declare the longest duration (`map(..., duration=lambda item:
+    seconds)`) first, so a long task does not start last and stretch the makespan."""
+
+    def order(self, job):
+        durations = job.durations()
+        if durations is None:
+            return None
+        return sorted(range(len(durations)), key=lambda p: -durations[p])
+
+
+class JobsLimit:
+    """`limit=JobsLimit(n, name)` on a map: at most n of its tasks run at once; maps naming
+    the same limit share one cap (Ruffus's `@jobs_limit(n, "name")`)."""
+
+    def __init__(self, n: int, name: str | None = None):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"JobsLimit needs a whole number >= 1, got {n!r}")
+        self.n = n
+        self.name = name
+        self.key = ("name", name) if name is not None else ("id", id(self))
+
+    def __repr__(self):
+        return f"JobsLimit({self.n}, {self.name!r})"
 
 
 class AdaptiveChunker:

@@ -21,6 +21,15 @@ class ListSource:
         self.length = len(items)
         self.pos = 0
 
+    def peek(self):
+        """The next item (the source must not be exhausted)."""
+        return self.items[self.pos]
+
+    def reordered(self, order):
+        """The same items in another order (before any was taken), indices kept."""
+        indices = range(self.length) if self.indices is None else self.indices
+        return ListSource([self.items[p] for p in order], [indices[p] for p in order])
+
     def take(self, n: int):
         start, stop = self.pos, min(self.pos + n, self.length)
         self.pos = stop
@@ -32,6 +41,7 @@ class IterSource:
     """A lazy input: items are read from the iterator only when a batch needs them."""
 
     length = None
+    peek = None  # a lazy input is not read ahead for schedulers
 
     def __init__(self, iterable):
         self.iterator = iter(iterable)

@@ -45,6 +45,8 @@ class Job:
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
     limit: Any = None
     func_name: str = ""
+    memory: Any = None  # item -> bytes it needs (declared by the map, for MaxMemoryScheduler)
+    duration: Any = None  # item -> seconds it takes (declared, for LongerFirstScheduler)
     func_key: int = -1  # the same function object keeps its key across maps
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
@@ -68,6 +70,23 @@ class Job:
     def in_flight_items(self) -> int:
         return sum(len(b.items) for b in self.in_flight.values())
 
+    def next_memory(self) -> float:
+        """Declared memory of the next item to start (0 when nothing is declared)."""
+        if self.memory is None:
+            return 0
+        if self.requeued:
+            return self.memory(self.requeued[0][1][0])
+        if self.source.peek is not None and not self.exhausted and (
+                self.source.pos < self.source.length):
+            return self.memory(self.source.peek())
+        return 0
+
+    def durations(self) -> list | None:
+        """Declared durations of the items not yet started, in order (a list input only)."""
+        if self.duration is None or self.source.peek is None or self.read:
+            return None
+        return [self.duration(item) for item in self.source.items]
+
 
 @dataclass(eq=False, slots=True)
 class TaskBatch:
@@ -77,6 +96,7 @@ class TaskBatch:
     items: list
     worker_id: int
     started_at: float | None = None
+    memory: float = 0.0  # declared by its map
 
 
 @dataclass(eq=False)
@@ -89,6 +109,7 @@ class WorkerSlot:
     busy: float = 0.0
     since_start: int = 0  # tasks done by the current process (max_tasks_per_worker)
     funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
+    rss: float = 0.0  # last measured resident memory of its process
     kill_reason: str | None = None
 
     @property
@@ -198,6 +219,14 @@ class DeadlinePassed:
 @dataclass(frozen=True, slots=True)
 class Tick:
     """Nothing arrived, but time passed (a task deadline may have come)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerMeasured:
+    """The resident memory of a worker's process, measured by the Boss (for schedulers)."""
+
+    worker_id: int
+    rss: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,6 +375,9 @@ class BossState:
         job.status = "running"
         job.started_at = now
         self.init_broken = False
+        order = self.scheduler.order(job)
+        if order is not None:
+            job.source = job.source.reordered(order)
         if job.chunker.per_item is None and job.func_key in self.learned:
             job.chunker.seed(self.learned[job.func_key])
         self.jobs.append(job)
@@ -490,6 +522,9 @@ class BossState:
         self._kill(slot, "timeout")
         self._task_error(batch.job, item, index, slot.id, exc)
 
+    def _on_WorkerMeasured(self, ev, now, out):
+        self.slots[ev.worker_id].rss = ev.rss
+
     def _on_Tick(self, ev, now, out):
         pass
 
@@ -564,12 +599,16 @@ class BossState:
     def _running(self) -> Running:
         by_job: dict = {}
         total = 0
+        memory = 0.0
         for slot in self.slots:
             if slot.queue:
                 total += 1
                 jid = slot.queue[0].job.id
                 by_job[jid] = by_job.get(jid, 0) + 1
-        return Running(total, by_job)
+                memory += slot.rss + slot.queue[0].memory  # declared on top of its own
+            elif slot.alive:
+                memory += slot.rss
+        return Running(total, by_job, memory)
 
     def _dispatch(self, now, out):
         if self.halted or self.resharing:
@@ -612,10 +651,10 @@ class BossState:
                     continue
             remaining = None if job.total is None else (
                 job.total - job.read + sum(len(c[1]) for c in job.requeued))
-            size = 1 if self.task_timeout is not None else job.chunker.next_size(remaining,
-                                                                                  n_ready)
-            if queued and not job.chunker.may_prefetch(size):
-                return False
+            size = 1 if (self.task_timeout is not None or job.memory is not None) else (
+                job.chunker.next_size(remaining, n_ready))
+            if queued and (job.memory is not None or not job.chunker.may_prefetch(size)):
+                return False  # (a queued task would start unchecked by a memory budget)
             if quota is not None:
                 size = min(size, quota)
             if room is not None:
@@ -625,6 +664,8 @@ class BossState:
                 continue
             batch = TaskBatch(next(self._batch_ids), job, taken[0], taken[1], slot.id,
                               None if queued else now)
+            if job.memory is not None:
+                batch.memory = max(job.memory(item) for item in batch.items)
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
             slot.state = "busy"

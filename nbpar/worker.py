@@ -16,6 +16,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from functools import partial
 
@@ -43,16 +44,20 @@ def first_unpicklable(values) -> tuple[int, str]:
 
 
 class PipeChannel:
-    """The worker's end of its duplex pipe to the Boss: pickled messages, pickled bodies."""
+    """The worker's end of its duplex pipe to the Boss: pickled messages, pickled bodies.
+    Sends are locked: a task's own threads may log while the worker sends a result."""
 
     def __init__(self, conn):
         self.conn = conn
+        self.lock = threading.Lock()
 
     def recv(self):
         return pickle.loads(self.conn.recv_bytes())
 
     def send(self, msg):
-        self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+        data = pickle.dumps(msg, protocol=5)
+        with self.lock:
+            self.conn.send_bytes(data)
 
     encode = staticmethod(dumps)
     decode = staticmethod(pickle.loads)
@@ -197,8 +202,11 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     from .shared import ProgressBoard, unpack
     shared = unpack(shared)
     progress = ProgressBoard.attach(setup.progress)
+    channel = PipeChannel(conn)
+    from . import logs
+    logs.install(lambda record: channel.send(m.Log(record)), setup.worker_id, setup.log_level)
     try:
-        run(PipeChannel(conn), setup, shared, progress)
+        run(channel, setup, shared, progress)
     finally:
         _flush()
 

@@ -141,6 +141,20 @@ def test_batches_sum_to_the_whole_map_and_shrink_at_the_end():
     assert sizes == sorted(sizes, reverse=True)
 
 
+def test_a_backends_min_batch_time_sets_target_prefetch_and_tail_floor():
+    """Dask's hook: longer batches, a second one queued behind, no tail cut below a quarter."""
+    chunker = AdaptiveChunker(min_batch_time=0.2)
+    assert (chunker.target, chunker.prefetch_below, chunker.floor) == (0.2, 0.4, 0.05)
+    chunker.observe(1, 0.004)
+    for _ in range(5):
+        chunker.next_size(None, 2)
+    assert chunker.next_size(None, 2) == 50  # 0.2 s of 4 ms items
+    assert chunker.may_prefetch(50) is True
+    assert chunker.next_size(30, 2) == 12  # the tail: no batch under 0.05 s (12 items)
+    assert AdaptiveChunker(min_batch_time=0.001).target == AdaptiveChunker.target  # never less
+    assert AdaptiveChunker().floor == 0.0
+
+
 # ----------------------------------------------------------------------------- schedulers
 
 def test_base_scheduler_has_no_limit():
@@ -185,3 +199,56 @@ def test_max_threads_repr_and_value():
     assert sched.n == 3
     assert repr(sched) == "MaxThreadsScheduler(3)"
     assert isinstance(sched, Scheduler)
+
+
+# ----------------------------------------------------------------------------- memory, order, limits
+
+class _Job:
+    """What a scheduler sees of a map: declared memory of its next item, durations."""
+
+    def __init__(self, need=0, durations=None, jid=0):
+        self.id, self._need, self._durations = jid, need, durations
+
+    def next_memory(self):
+        return self._need
+
+    def durations(self):
+        return self._durations
+
+
+MB = 2**20
+
+
+@pytest.mark.parametrize("running,need,expected", [
+    (Running(0, {}, 0), 500 * MB, None),          # one task always may run
+    (Running(1, {0: 1}, 50 * MB), 40 * MB, None),  # 90 <= 100
+    (Running(1, {0: 1}, 60 * MB), 40 * MB, None),  # exactly at the limit
+    (Running(1, {0: 1}, 61 * MB), 40 * MB, 0),     # over
+    (Running(2, {0: 2}, 90 * MB), 0, None),         # nothing declared: fits
+])
+def test_max_memory_capacity(running, need, expected):
+    from nbpar.scheduling import MaxMemoryScheduler
+    assert MaxMemoryScheduler(100 * MB).capacity(_Job(need), running) == expected
+
+
+@pytest.mark.parametrize("limit", [0, -1, True, "1GB"])
+def test_max_memory_refuses_bad_limits(limit):
+    from nbpar.scheduling import MaxMemoryScheduler
+    with pytest.raises(ValueError):
+        MaxMemoryScheduler(limit)
+
+
+@pytest.mark.parametrize("durations,order", [
+    ([1, 5, 3], [1, 2, 0]),
+    ([2, 2, 9, 1], [2, 0, 1, 3]),  # stable among equals
+    (None, None),                   # nothing declared: input order
+])
+def test_longer_first_order(durations, order):
+    from nbpar.scheduling import LongerFirstScheduler
+    assert LongerFirstScheduler().order(_Job(durations=durations)) == order
+
+
+def test_jobs_limits_with_one_name_share_a_key():
+    from nbpar.scheduling import JobsLimit
+    a, b, c = JobsLimit(2, "ftp"), JobsLimit(3, "ftp"), JobsLimit(2)
+    assert a.key == b.key and a.key != c.key and c.key != JobsLimit(2).key
