@@ -292,6 +292,7 @@ class WorkerPool:
         if iterable is None:
             raise TypeError("map needs an iterable (or report= to continue a stopped map)")
         items = list(iterable)
+        _check_iterable_len(iterable_len, len(items))
         if checkpoint is not None:
             return self._checkpoint_job(func, items, checkpoint, chunk_size, limit, star)
         return self._new_job(func, ListSource(items), total=len(items), streaming=False,
@@ -338,6 +339,7 @@ class WorkerPool:
     def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
         _check_func(func)
         _check_chunk_size(chunk_size)
+        _check_iterable_len(iterable_len)
         total = iterable_len
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -474,6 +476,7 @@ class WorkerPool:
         """The job `_stream` builds (kept in step with it); submitted when iterated."""
         _check_func(func)
         _check_chunk_size(chunk_size)
+        _check_iterable_len(iterable_len)
         total = iterable_len
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
@@ -653,6 +656,15 @@ def _declare(job, memory, duration):
 def _check_limit(limit):
     if limit is not None and not isinstance(limit, JobsLimit):
         raise TypeError(f"limit must be an nbpar.JobsLimit, got {describe(limit)}")
+
+
+def _check_iterable_len(iterable_len, actual=None):
+    if iterable_len is None:
+        return
+    if isinstance(iterable_len, bool) or not isinstance(iterable_len, int) or iterable_len < 0:
+        raise ValueError(f"iterable_len must be a whole number >= 0, got {iterable_len!r}")
+    if actual is not None and actual != iterable_len:
+        raise ValueError(f"iterable_len={iterable_len}, but the iterable gave {actual} items")
 
 
 def _check_chunk_size(chunk_size):

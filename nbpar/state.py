@@ -719,6 +719,11 @@ class BossState:
                 job.ledger.note_read(indices, items)
                 chunks.append((indices, items))
             exc = job.source.error
+            if exc is None and job.total is not None and job.source.length is None and (
+                    job.read > job.total or (job.exhausted and job.read < job.total)):
+                exc = ValueError(  # a lazy input whose stated length (iterable_len) was wrong
+                    f"iterable_len={job.total}, but the iterable gave "
+                    f"{'more' if job.read > job.total else job.read} items")
             if exc is not None:  # the user's iterable raised: the map fails with it
                 add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
                 job.requeued.extendleft(reversed(chunks))

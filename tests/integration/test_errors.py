@@ -175,3 +175,18 @@ def test_failing_iterable_fails_the_map_and_keeps_results():
     with nbpar.WorkerPool(2, start_method="fork") as pool:
         with pytest.raises(OSError, match="the source broke"):
             pool.map(tasks.square, items())
+
+
+@pytest.mark.parametrize("stated,real", [(100, 50), (10, 50)])
+def test_iterable_len_that_lies_is_a_clear_error(stated, real):
+    with nbpar.WorkerPool(2, start_method="fork") as pool:
+        with pytest.raises(ValueError, match=f"iterable_len={stated}, but the iterable gave"):
+            pool.map(tasks.square, iter(range(real)), iterable_len=stated)
+        got = []
+        with pytest.raises(ValueError, match=f"iterable_len={stated}, but the iterable gave"):
+            for value in pool.imap(tasks.square, iter(range(real)), iterable_len=stated):
+                got.append(value)
+        assert got == [x * x for x in range(len(got))]  # what came before was delivered
+        assert got or stated < real
+        with pytest.raises(ValueError, match="iterable_len"):
+            pool.map(tasks.square, range(3), iterable_len=-1)
