@@ -336,7 +336,9 @@ class WorkerPool:
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
-    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
+        """An iterator map's job (imap, and its async form): a lazy input read a bounded way
+        ahead of the consumer; submitted when iterated."""
         _check_func(func)
         _check_chunk_size(chunk_size)
         _check_iterable_len(iterable_len)
@@ -348,6 +350,10 @@ class WorkerPool:
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
+        return job
+
+    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
@@ -471,21 +477,6 @@ class WorkerPool:
         """`imap_unordered` as an async iterator."""
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
         return self._iterate_async(job, False, progress_bar)
-
-    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
-        """The job `_stream` builds (kept in step with it); submitted when iterated."""
-        _check_func(func)
-        _check_chunk_size(chunk_size)
-        _check_iterable_len(iterable_len)
-        total = iterable_len
-        if total is None and hasattr(iterable, "__len__"):
-            total = len(iterable)
-        source = IterSource(iterable)
-        job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
-                            limit=limit, keep_results=False)
-        job.ledger.rest = source.iterator
-        job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
-        return job
 
     async def _run_async(self, job, progress_bar):
         import asyncio
