@@ -316,7 +316,7 @@ def _workers_html(workers) -> str:
     for info in workers:
         item = "" if info.state != "busy" else html.escape(describe(info.current_item))
         colour = {"busy": "#1565c0", "dead": "#999"}.get(info.state, "#555")
-        cells = (info.id, info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
+        cells = (info.id, info.where or info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
                  item, info.tasks_done, f"{info.busy:.1f} s")
         rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
     return ("<table style='border-collapse:collapse;font-size:12px;font-family:monospace'>"
