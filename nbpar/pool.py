@@ -362,22 +362,12 @@ class WorkerPool:
         bar = self._progress(job, progress_bar)
         finished = False
         try:
-            waiting: dict = {}
-            next_index = 0
+            release = _Release(ordered)
             for indices, results in handle.chunks():
-                if not ordered:
-                    yield from results
-                    self._boss.consumed(job.id, len(results))
-                    continue
-                for index, value in zip(indices, results):
-                    waiting[index] = value
-                n = 0
-                while next_index in waiting:
-                    yield waiting.pop(next_index)
-                    next_index += 1
-                    n += 1
-                if n:
-                    self._boss.consumed(job.id, n)
+                ready = release.add(indices, results)
+                yield from ready
+                if ready:
+                    self._boss.consumed(job.id, len(ready))
             finished = True
         except KeyboardInterrupt:
             self._interrupt(handle)
@@ -491,7 +481,7 @@ class WorkerPool:
             with interrupt_stops(self) as guard:
                 await self._until_done(handle)
         except (KeyboardInterrupt, asyncio.CancelledError):
-            self._boss.send(Signal.STOP_RIGHTNOW)
+            self._signal(Signal.STOP_RIGHTNOW)
             await self._until_done(handle, _STOP_WAIT)
             raise
         finally:
@@ -512,8 +502,7 @@ class WorkerPool:
             self._submit(job)
             view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
-                waiting: dict = {}
-                next_index = 0
+                release = _Release(ordered)
                 while True:
                     try:
                         chunk = handle.next_chunk()
@@ -530,24 +519,15 @@ class WorkerPool:
                         if translated is error:
                             raise
                         raise translated from None
-                    indices, results = chunk
-                    if not ordered:
-                        for value in results:
-                            yield value
-                        self._boss.consumed(job.id, len(results))
-                        continue
-                    waiting.update(zip(indices, results))
-                    n = 0
-                    while next_index in waiting:
-                        yield waiting.pop(next_index)
-                        next_index += 1
-                        n += 1
-                    if n:
-                        self._boss.consumed(job.id, n)
+                    ready = release.add(*chunk)
+                    for value in ready:
+                        yield value
+                    if ready:
+                        self._boss.consumed(job.id, len(ready))
             finished = True
         except (KeyboardInterrupt, asyncio.CancelledError):
             if not handle.done:
-                self._boss.send(Signal.STOP_RIGHTNOW)
+                self._signal(Signal.STOP_RIGHTNOW)
                 await self._until_done(handle, _STOP_WAIT)
             raise
         finally:
@@ -589,6 +569,26 @@ class WorkerPool:
     def __repr__(self):
         return (f"WorkerPool(n_jobs={self.n_jobs}, start_method={self.start_method!r}, "
                 f"status={self.report().status!r})")
+
+
+class _Release:
+    """Hands an iterator map's results to its consumer: as they come, or in input order
+    (holding back what arrives early)."""
+
+    def __init__(self, ordered: bool):
+        self.ordered = ordered
+        self.waiting: dict = {}
+        self.next = 0
+
+    def add(self, indices, results) -> list:
+        if not self.ordered:
+            return results
+        self.waiting.update(zip(indices, results))
+        ready = []
+        while self.next in self.waiting:
+            ready.append(self.waiting.pop(self.next))
+            self.next += 1
+        return ready
 
 
 class _SetupFactory:
