@@ -3,10 +3,10 @@
     caller / widget / magic ──(control pipe: Signal, new maps, report requests)──┐
                                                                                  ▼
     worker pipes (results) ─┐                                         ┌──── Boss thread
-    worker sentinels (death)├── one multiprocessing.connection.wait ──┤  events → BossState
+    worker sentinels (death)├── one epoll set, for the Boss's life ───┤  events → BossState
     worker stdout / stderr ─┘     (timeout = nearest task deadline)   └──── instructions out
 
-The thread blocks in a single `wait` on everything that can happen; it never polls. What it
+The thread blocks in a single wait on everything that can happen; it never polls. What it
 hears becomes events for the pure state machine (state.py); what the machine answers --
 start, dispatch, kill, retire, deliver, finish -- is carried out here. Worker output is read
 here, split into lines and handed on tagged with the worker id; a worker's output is drained
@@ -146,13 +146,19 @@ class Boss:
                 if not ready:
                     self._handle(st.Tick())
                 for key, _ in ready:
-                    if key.fileobj in self._waitables:  # an earlier one may have retired it
+                    if self._current(key):
                         self._on_ready(key.fileobj)
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             self._fatal = exc
             self._abort(exc)
         finally:
             self._cleanup()
+
+    def _current(self, key) -> bool:
+        """Whether a ready key still means what it meant when the wait returned. Handling an
+        earlier key of the same wait can close an fd and reuse its number for a new worker;
+        the old key (an output's EOF, say) must not be read as news of the new one (its death)."""
+        return self._waitables.get(key.fileobj) is key.data
 
     def _on_ready(self, obj):
         kind, wid = self._waitables[obj]
@@ -261,8 +267,8 @@ class Boss:
         self._handle(st.WorkerDied(wid, exitcode, position))
 
     def _watch(self, obj, kind, wid):
-        self._waitables[obj] = (kind, wid)
-        self._selector.register(obj, selectors.EVENT_READ)
+        entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
+        self._selector.register(obj, selectors.EVENT_READ, entry)
 
     def _forget(self, obj):
         if self._waitables.pop(obj, None) is not None:
