@@ -88,6 +88,7 @@ class Boss:
         self._partial: dict = {}  # output fd -> bytes of an unfinished line
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
         self._events: deque = deque()
+        self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
         self._measure_rss = state.scheduler.wants_rss and getattr(backend, "can_kill", False)
         self._fatal: BaseException | None = None
@@ -145,6 +146,7 @@ class Boss:
                 ready = self._selector.select(timeout)
                 if not ready:
                     self._handle(st.Tick())
+                self._ready = {key.fileobj for key, _ in ready}
                 for key, _ in ready:
                     if self._current(key):
                         self._on_ready(key.fileobj)
@@ -302,11 +304,14 @@ class Boss:
                 self._emit(wid, stream, line)
 
     def _drain_outputs(self, wid, handle=None, final=False):
+        """Read what a worker printed before the message being handled. Its prints were
+        written before that message, so their pipes are among the same wait's ready keys:
+        only those are read (a read of an empty pipe is a system call for nothing)."""
         handle = handle or self.handles.get(wid)
         if handle is None:
             return
         for fd in handle.outputs:
-            if fd in self._waitables or final:
+            if final or (fd in self._ready and fd in self._waitables):
                 self._read_output(wid, fd, final)
 
     def _emit(self, wid, stream, raw):

@@ -62,6 +62,32 @@ class FunctionKeys:
         return body
 
 
+class _Latch:
+    """Opens once, from the Boss thread; any thread may wait for it. A lock held until then:
+    a tenth of what an Event costs to make, and every single call makes one."""
+
+    __slots__ = ("_lock", "is_open")
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lock.acquire()
+        self.is_open = False
+
+    def open(self):
+        if not self.is_open:
+            self.is_open = True
+            self._lock.release()
+
+    def wait(self, timeout=None) -> bool:
+        if self.is_open:
+            return True
+        if self._lock.acquire(timeout=-1 if timeout is None else
+                              min(max(0.0, timeout), threading.TIMEOUT_MAX)):
+            self._lock.release()  # the next waiter's turn
+            return True
+        return self.is_open
+
+
 class JobHandle:
     """One map seen from the caller: completion, streamed results, the final report."""
 
@@ -70,7 +96,7 @@ class JobHandle:
         self.streaming = streaming
         self.error: BaseException | None = None
         self.report = None
-        self._done = threading.Event()
+        self._done = _Latch()
         self._stream = queue.SimpleQueue() if streaming else None
         self._functions = functions or FunctionKeys(1)
         self._async_waiters: list = []  # (loop, asyncio.Future) woken by deliver / finish
@@ -90,7 +116,7 @@ class JobHandle:
     def finish(self, error, report):
         self.error = error
         self.report = report
-        self._done.set()
+        self._done.open()
         if self._stream is not None:
             self._stream.put(_END)
         self._wake_async()
@@ -98,7 +124,7 @@ class JobHandle:
     # -- called by the caller
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done.is_open
 
     def wait(self, timeout=None) -> bool:
         return self._done.wait(timeout)

@@ -2,10 +2,14 @@
 
 Bodies (items, results, functions) travel as nested pickled bytes, so a header always
 decodes even when a body does not: a bad item or result is then named, never a hang.
+On a process pipe, the two messages every task costs (Batch out, Done back) travel as a
+fixed binary header before their body; the others are pickled (`to_wire` / `from_wire`).
 """
 
 from __future__ import annotations
 
+import pickle
+import struct
 from dataclasses import dataclass
 
 from .errors import ErrorPayload
@@ -108,3 +112,32 @@ class WorkerSetup:
     sys_path: tuple = ()
     cwd: str | None = None
     log_level: int | None = None
+
+
+# ----------------------------------------------------------------------------- on the pipe
+
+_BATCH = struct.Struct("<cqq?")  # b"B", batch_id, func_key, star; then the body
+_DONE = struct.Struct("<cqd")  # b"D", batch_id, elapsed; then the body
+
+
+def to_wire(msg) -> bytes:
+    """The bytes of one pipe message. A pickle starts with b"\\x80", never with b"B" or
+    b"D", so the header needs no pickling and the body no second pass through pickle."""
+    kind = type(msg)
+    if kind is Batch and type(msg.body) is bytes:
+        return _BATCH.pack(b"B", msg.batch_id, msg.func_key, msg.star) + msg.body
+    if kind is Done and type(msg.body) is bytes:
+        return _DONE.pack(b"D", msg.batch_id, msg.elapsed) + msg.body
+    return pickle.dumps(msg, protocol=5)
+
+
+def from_wire(data: bytes):
+    """The message `to_wire` made; a body is a view into `data`, not a copy."""
+    tag = data[:1]
+    if tag == b"B":
+        _, batch_id, func_key, star = _BATCH.unpack_from(data)
+        return Batch(batch_id, func_key, star, memoryview(data)[_BATCH.size:])
+    if tag == b"D":
+        _, batch_id, elapsed = _DONE.unpack_from(data)
+        return Done(batch_id, elapsed, memoryview(data)[_DONE.size:])
+    return pickle.loads(data)

@@ -269,13 +269,16 @@ class WorkerPool:
         return AsyncResult(self.submit(func, *args, **(kwargs or {})))
 
     def submit(self, func, *args, **kwargs) -> Future:
-        self._functions.key(func, _check_func)
+        key = self._functions.key(func, _check_func)
         future: Future = Future()
-        call = _Call(func, kwargs) if kwargs else func
+        call = func
+        if kwargs:
+            call = _Call(func, kwargs)
+            key = self._functions.key(call)
         job = self._new_job(call, ListSource([args]), total=1, streaming=True, star=True,
-                            items=[args], handle=FutureHandle(call, future, self._functions))
+                            items=[args], handle=FutureHandle(call, future, self._functions),
+                            func_key=key)
         job.single = True
-        job.func_name = _func_name(func)
         self._submit(job)
         return future
 
@@ -326,13 +329,15 @@ class WorkerPool:
                              prior=report.results, chunk_size=chunk_size, limit=limit)
 
     def _new_job(self, func, source, *, total, streaming, star=False, items=None,
-                 prior=None, chunk_size=None, limit=None, handle=None, keep_results=True):
+                 prior=None, chunk_size=None, limit=None, handle=None, keep_results=True,
+                 func_key=None):
         _check_limit(limit)
         ledger = Ledger(total, items, prior, keep_results)
         job = st.Job(next(self._job_ids), func, source, ledger, total=total, star=star,
                      streaming=streaming, limit=limit,
                      chunker=AdaptiveChunker(chunk_size, self._min_batch_time),
-                     func_name=_func_name(func), func_key=self._functions.key(func))
+                     func_name=_func_name(func),
+                     func_key=self._functions.key(func) if func_key is None else func_key)
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 

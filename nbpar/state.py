@@ -1,7 +1,8 @@
 """The Boss's state as a pure state machine: events in, instructions out.
 
 Nothing here touches a pipe, a process, a thread or a clock: the Boss (boss.py) turns what it
-hears into events, passes the time along, and carries out the instructions it gets back. So the
+hears into events, passes the time along, and carries out the instructions it gets back (both
+kinds of record are in events.py). So the
 whole table -- dispatch, batching, HALT/STOP, crashes, timeouts, retirement -- is unit-tested
 without starting anything.
 
@@ -21,6 +22,12 @@ from typing import Any, Callable
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
+# the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
+from .events import (ApplyShared, BatchDone, BatchFailed, CancelJob, DeadlinePassed, Deliver,
+                     Dispatch, DispatchFailed, FinishJob, ForgetFunc, JobSubmitted, KillWorker,
+                     Reply, Reshare, ResultsConsumed, RetireWorker, Shutdown, SignalReceived,
+                     StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
+                     WorkerInitFailed, WorkerMeasured, WorkerReady)  # noqa: F401
 from .messages import progress_span
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, Running, Scheduler
@@ -120,182 +127,6 @@ class WorkerSlot:
         return sum(len(b.items) for b in self.queue)
 
 
-# ----------------------------------------------------------------------------- events
-
-@dataclass(frozen=True, slots=True)
-class JobSubmitted:
-    job: Job
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerReady:
-    worker_id: int
-    pid: int
-
-
-@dataclass(frozen=True, slots=True)
-class BatchDone:
-    worker_id: int
-    batch_id: int
-    results: list
-    elapsed: float
-
-
-@dataclass(frozen=True, slots=True)
-class BatchFailed:
-    """A task raised (or its result would not pickle): `results` holds what finished before."""
-
-    worker_id: int
-    batch_id: int
-    results: list
-    error: Any  # ErrorPayload from a worker, or an exception built on this side
-    elapsed: float
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchFailed:
-    """A batch could not be sent (its items do not pickle); the worker never saw it."""
-
-    worker_id: int
-    batch_id: int
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerDied:
-    worker_id: int
-    exitcode: int | None
-    position: int | None = None  # where in its current batch the worker was
-
-
-@dataclass(frozen=True, slots=True)
-class StartFailed:
-    """The backend could not start a worker at all."""
-
-    worker_id: int
-    error: BaseException
-
-
-@dataclass(frozen=True, slots=True)
-class CancelJob:
-    """Stop one map only (its consumer went away, or its future was cancelled)."""
-
-    job_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reshare:
-    """New shared objects (already packed): retire every worker, then apply them."""
-
-    prepared: Any
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInitFailed:
-    worker_id: int
-    error: ErrorPayload
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerExited:
-    """worker_exit ran (or raised); the process is about to end."""
-
-    worker_id: int
-    result: Any
-    error: ErrorPayload | None
-
-
-@dataclass(frozen=True, slots=True)
-class SignalReceived:
-    signal: Signal
-    reply: Any = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadlinePassed:
-    worker_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    """Nothing arrived, but time passed (a task deadline may have come)."""
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerMeasured:
-    """The resident memory of a worker's process, measured by the Boss (for schedulers)."""
-
-    worker_id: int
-    rss: float
-
-
-@dataclass(frozen=True, slots=True)
-class ResultsConsumed:
-    job_id: int
-    n: int
-
-
-# ----------------------------------------------------------------------------- instructions
-
-@dataclass(frozen=True, slots=True)
-class StartWorker:
-    worker_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    worker_id: int
-    batch: TaskBatch
-    send_func: bool
-    queued: bool  # the worker is still busy: this batch waits behind another
-
-
-@dataclass(frozen=True, slots=True)
-class ForgetFunc:
-    worker_id: int
-    key: int
-
-
-@dataclass(frozen=True, slots=True)
-class KillWorker:
-    worker_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class RetireWorker:
-    worker_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class Deliver:
-    job: Job
-    indices: Any
-    results: list
-
-
-@dataclass(frozen=True, slots=True)
-class FinishJob:
-    job: Job
-    error: BaseException | None
-    report: Report | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    reply: Any
-    report: Report
-
-
-@dataclass(frozen=True, slots=True)
-class ApplyShared:
-    prepared: Any
-
-
-@dataclass(frozen=True, slots=True)
-class Shutdown:
-    pass
-
-
 # ----------------------------------------------------------------------------- the machine
 
 def describe_exit(exitcode) -> str:
@@ -323,6 +154,8 @@ class BossState:
                  max_tasks_per_worker: int | None = None, positions=None):
         self.slots = [WorkerSlot(i) for i in range(n_workers)]
         self.scheduler = scheduler or Scheduler()
+        # a scheduler that keeps Scheduler.capacity admits everything: no need to count
+        self._capped = type(self.scheduler).capacity is not Scheduler.capacity
         self.keep_alive = keep_alive
         self.task_timeout = task_timeout
         self.max_tasks = max_tasks_per_worker
@@ -640,7 +473,7 @@ class BossState:
                 continue
             if queued and slot.queue[-1].job is not job:
                 continue  # only prefetch more of the same map
-            if not queued:
+            if not queued and (self._capped or job.limit is not None):
                 running = running or self._running()
                 if not self._admits(job, running):
                     continue

@@ -16,7 +16,7 @@ import sys
 from multiprocessing.connection import Pipe
 
 from .. import worker
-from ..messages import WorkerSetup
+from ..messages import WorkerSetup, from_wire, to_wire
 from ..shared import Packed, ProgressBoard, pack
 from . import WorkerHandle
 
@@ -31,10 +31,10 @@ class MessagePipe:
         return self.conn.fileno()
 
     def send(self, msg):
-        self.conn.send_bytes(pickle.dumps(msg, protocol=5))
+        self.conn.send_bytes(to_wire(msg))
 
     def recv(self):
-        return pickle.loads(self.conn.recv_bytes())
+        return from_wire(self.conn.recv_bytes())
 
     def close(self):
         self.conn.close()

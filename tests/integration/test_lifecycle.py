@@ -102,6 +102,22 @@ def test_worker_output_is_forwarded_line_by_line_and_tagged(method):
         assert (0, "stdout", f"libc {x}") in lines
 
 
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_worker_prints_are_in_before_the_call_returns(method):
+    """On a pool kept alive no final drain comes: what a task printed must be read before
+    its result is handed back."""
+    lines = []
+    with nbpar.WorkerPool(2, start_method=method, keep_alive=True,
+                          on_output=lambda wid, stream, line: lines.append((stream, line))
+                          ) as pool:
+        for x in range(20):
+            assert pool.apply_async(tasks.talk, (x,)).get(timeout=10) == x
+            assert ("stdout", f"print {x}") in lines and ("stderr", f"stderr {x}") in lines
+            assert ("stdout", f"libc {x}") in lines
+        assert pool.map(tasks.talk, range(20, 30), chunk_size=1) == list(range(20, 30))
+        assert all(("stdout", f"fd1 {x}") in lines for x in range(20, 30))
+
+
 def test_default_output_goes_to_the_callers_streams(capsys):
     with nbpar.WorkerPool(1, start_method="forkserver") as pool:
         pool.map(tasks.talk, [7])

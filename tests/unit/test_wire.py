@@ -1,0 +1,80 @@
+"""How messages and bodies cross a process pipe: the binary frames of Batch and Done, and
+the choice between plain pickle and cloudpickle for a body."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import cloudpickle
+import pytest
+
+from nbpar import messages as m
+from nbpar.errors import capture
+from nbpar.worker import dumps
+
+
+@pytest.mark.parametrize("msg", [
+    m.Batch(7, 3, True, pickle.dumps([(1, 2), (3, 4)])),
+    m.Batch(2**40, 0, False, pickle.dumps([])),
+    m.Done(9, 0.125, pickle.dumps(["a", None])),
+])
+def test_batch_and_done_cross_as_a_header_and_their_body(msg):
+    data = m.to_wire(msg)
+    assert data[:1] in (b"B", b"D") and len(data) < len(pickle.dumps(msg, protocol=5))
+    back = m.from_wire(data)
+    assert type(back) is type(msg)
+    assert [getattr(back, f) for f in msg.__slots__ if f != "body"] == [
+        getattr(msg, f) for f in msg.__slots__ if f != "body"]
+    assert bytes(back.body) == msg.body
+    assert pickle.loads(back.body) == pickle.loads(msg.body)  # a view loads as it is
+
+
+@pytest.mark.parametrize("msg", [
+    m.Ready(1234), m.Retire(), m.Forget(5), m.Func(1, b"body"),
+    m.Failed(3, 0.5, pickle.dumps([1]), capture(ValueError("bad"))),
+    m.Batch(1, 2, False, ["not", "bytes"]),  # a body that is not bytes is pickled whole
+])
+def test_other_messages_are_pickled(msg):
+    data = m.to_wire(msg)
+    assert data[:1] == b"\x80"
+    back = m.from_wire(data)
+    assert type(back) is type(msg)
+    assert pickle.dumps(back) == pickle.dumps(msg)
+
+
+def test_a_body_of_plain_data_is_plain_pickle():
+    body = [(1, "x"), {"k": 2.5}, None]
+    assert dumps(body) == pickle.dumps(body, protocol=5)
+
+
+def test_what_names_main_or_a_lambda_goes_by_value():
+    main = sys.modules["__main__"]
+    assert b"__main__" not in dumps([1, 2])
+    fn = lambda x: x + 1  # noqa: E731
+    assert pickle.loads(dumps([fn]))[0](1) == 2
+
+    class Local:  # pickle cannot name it; cloudpickle sends the class itself
+        pass
+    assert type(pickle.loads(dumps(Local()))).__name__ == "Local"
+    main.NbparProbe = type("NbparProbe", (), {"__module__": "__main__"})
+    try:
+        data = dumps(main.NbparProbe())
+        del main.NbparProbe  # a worker's __main__ lacks it: only a class sent by value loads
+        assert type(pickle.loads(data)).__name__ == "NbparProbe"
+    finally:
+        main.__dict__.pop("NbparProbe", None)
+
+
+def test_a_module_registered_by_value_goes_by_value(tmp_path, monkeypatch):
+    (tmp_path / "nbpar_byvalue_probe.py").write_text("def twice(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import nbpar_byvalue_probe as probe
+    cloudpickle.register_pickle_by_value(probe)
+    try:
+        data = dumps(probe.twice)
+    finally:
+        cloudpickle.unregister_pickle_by_value(probe)
+        del sys.modules["nbpar_byvalue_probe"]
+    sys.path.remove(str(tmp_path))  # the module can no longer be imported: by value or fail
+    assert pickle.loads(data)(21) == 42
