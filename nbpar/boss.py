@@ -60,11 +60,9 @@ class ControlPipe:
         except BlockingIOError:
             pass
         out = []
-        while True:
-            try:
-                out.append(self._queue.get_nowait())
-            except queue.Empty:
-                return out
+        while not self._queue.empty():  # the Boss is the one reader: no race
+            out.append(self._queue.get_nowait())
+        return out
 
     def close(self):
         if not self._closed:

@@ -211,8 +211,8 @@ class BossState:
         order = self.scheduler.order(job)
         if order is not None:
             job.source = job.source.reordered(order)
-        if job.chunker.per_item is None and job.func_key in self.learned:
-            job.chunker.seed(self.learned[job.func_key])
+        if not job.single and job.chunker.per_item is None and job.func_key in self.learned:
+            job.chunker.seed(self.learned[job.func_key])  # (one call: a batch of one anyway)
         self.jobs.append(job)
         if not job.single:
             self.last_job = job
@@ -484,8 +484,8 @@ class BossState:
                     continue
             remaining = None if job.total is None else (
                 job.total - job.read + sum(len(c[1]) for c in job.requeued))
-            size = 1 if (self.task_timeout is not None or job.memory is not None) else (
-                job.chunker.next_size(remaining, n_ready))
+            size = 1 if (self.task_timeout is not None or job.memory is not None
+                         or remaining == 1) else job.chunker.next_size(remaining, n_ready)
             if queued and (job.memory is not None or not job.chunker.may_prefetch(size)):
                 return False  # (a queued task would start unchecked by a memory budget)
             if quota is not None:
