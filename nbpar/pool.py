@@ -381,7 +381,7 @@ class WorkerPool:
             if not finished and not handle.done:
                 self._boss.cancel(job.id)
             if bar is not None:
-                bar.close()
+                bar.close(handle.report if handle.done else None)
 
     # -- running
     def _submit(self, job):
@@ -398,10 +398,12 @@ class WorkerPool:
             if store is not None:
                 store.close()
             raise
-        bar = self._progress(job, progress_bar)
+        bar = self._progress(job, progress_bar, thread=store is not None)
         try:
-            if store is None:
+            if store is None and bar is None:
                 handle.wait()
+            elif store is None:
+                bar.follow(handle)  # the bar draws in this thread while it waits
             else:
                 self._store_results(job, store)
         except KeyboardInterrupt:
@@ -411,7 +413,7 @@ class WorkerPool:
             if store is not None:
                 store.close()
             if bar is not None:
-                bar.close()
+                bar.close(handle.report if handle.done else None)
         if handle.error is not None:
             raise handle.error
 
@@ -431,11 +433,13 @@ class WorkerPool:
         self._signal(Signal.STOP_RIGHTNOW)
         handle.wait(_STOP_WAIT)
 
-    def _progress(self, job, progress_bar):
+    def _progress(self, job, progress_bar, thread=True):
         if not progress_bar:
             return None
         from .ui.progress import ProgressBar
-        return ProgressBar(self, job.total)
+        # what a continued map had done: known here, so no report round trip while the
+        # Boss is busiest (the map's first batches)
+        return ProgressBar(self, job.total, initial=job.ledger.done, thread=thread)
 
     # ==== nbpar.ui: asyncio and notebook display (one block; the rest of the pool is core) ====
     # `await pool.map_async(...)` and `async for r in pool.imap_async(...)` wait without

@@ -1,8 +1,10 @@
 """A tqdm progress bar fed from the pool's report snapshots.
 
-The bar never touches the Boss's loop: a daemon thread reads `pool.report()` about ten times a
-second and draws it. `tqdm.auto` picks the notebook renderer in Jupyter and the text one in a
-terminal; tqdm is imported here only, when a bar is asked for.
+The bar never touches the Boss's loop: it reads `pool.report()` about ten times a second and
+draws it, in a daemon thread of its own -- or, for a map that blocks its caller anyway, in the
+caller's thread while it waits (`follow`), which spares a short map a thread's start and join.
+`tqdm.auto` picks the notebook renderer in Jupyter and the text one in a terminal; tqdm is
+imported here only, when a bar is asked for.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ REFRESH_INTERVAL = 0.1  # seconds: ~10 Hz, well below Jupyter's IOPub rate limit
 class ProgressBar:
     """Shows `done / total` and the map's status until `close()`."""
 
-    def __init__(self, pool, total, *, interval=REFRESH_INTERVAL, **tqdm_options):
+    def __init__(self, pool, total, *, initial=None, interval=REFRESH_INTERVAL, thread=True,
+                 **tqdm_options):
         from tqdm.auto import tqdm
 
         self._pool = pool
@@ -23,15 +26,25 @@ class ProgressBar:
         self._status = None
         tqdm_options.setdefault("unit", "item")
         tqdm_options.setdefault("dynamic_ncols", True)
-        first = self._snapshot()  # a continued map starts from what its report had done
-        start = first.done if first is not None else 0
-        self._bar = tqdm(total=total, initial=start, **tqdm_options)
+        if initial is None:  # a continued map starts from what its report had done
+            first = self._snapshot()
+            initial = first.done if first is not None else 0
+        self._bar = tqdm(total=total, initial=initial, **tqdm_options)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="nbpar-progress", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if thread:
+            self._thread = threading.Thread(target=self._run, name="nbpar-progress",
+                                            daemon=True)
+            self._thread.start()
 
     def _run(self):
         while not self._stopped.wait(self._interval):
+            self._update()
+
+    def follow(self, handle):
+        """Wait in the caller's thread for the map of `handle` to end, drawing meanwhile (a
+        bar made with thread=False)."""
+        while not handle.wait(self._interval):
             self._update()
 
     def _snapshot(self):
@@ -40,8 +53,8 @@ class ProgressBar:
         except Exception:  # noqa: BLE001 - a failing snapshot must not kill the display
             return None
 
-    def _update(self):
-        report = self._snapshot()
+    def _update(self, report=None):
+        report = report if report is not None else self._snapshot()
         if report is None:
             return
         bar = self._bar
@@ -62,12 +75,13 @@ class ProgressBar:
         if delta < 0 or changed:
             bar.refresh()
 
-    def close(self):
-        """Stop the thread, draw the final state and close the bar (idempotent)."""
+    def close(self, final=None):
+        """Stop the thread, draw the final state and close the bar (idempotent). `final` is
+        the map's own last report when the caller has it: then no round trip to the Boss."""
         if self._stopped.is_set():
             return
         self._stopped.set()
-        if self._thread is not threading.current_thread():
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        self._update()
+        self._update(final)
         self._bar.close()

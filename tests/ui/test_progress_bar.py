@@ -69,3 +69,27 @@ def test_a_failing_report_does_not_kill_the_bar():
 def test_import_nbpar_does_not_import_tqdm():
     code = "import sys, nbpar; sys.exit('tqdm' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+class FakeHandle:
+    """A map's handle that ends after its caller has waited `n` times."""
+
+    def __init__(self, pool, n):
+        self.pool, self.n, self.waits = pool, n, 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        self.pool.set("running", self.waits)
+        return self.waits > self.n
+
+
+def test_a_bar_without_a_thread_draws_while_its_caller_waits():
+    pool = FakePool(10)
+    threads = threading.active_count()
+    bar = ProgressBar(pool, 10, initial=0, thread=False, interval=0.001, file=io.StringIO())
+    assert threading.active_count() == threads and pool.looks == 0  # given initial: no look
+    handle = FakeHandle(pool, 3)
+    bar.follow(handle)
+    assert handle.waits == 4 and pool.looks == 3 and bar._bar.n == 3
+    bar.close(Report("finished", 10, 10, 0, 0.0))  # the map's own report: no look either
+    assert pool.looks == 3 and bar._bar.n == 10 and "finished" in bar._bar.postfix
