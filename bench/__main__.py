@@ -97,7 +97,11 @@ def write_markdown(results, args):
              ".venv/bin/python -m bench --out docs/performance.md --png docs/performance.png",
              "```", "",
              f"Measured with `python -m bench -r {args.repeat} -n {args.workers}` on {machine()}, "
-             f"{time.strftime('%Y-%m-%d')}.", "", "![ratios](performance.png)", ""]
+             f"{time.strftime('%Y-%m-%d')}.", "",
+             "On a shared 2-core machine a ratio moves by a few percent between runs (the "
+             "apply and progress rows by up to about ±8 %): read a row within that of its "
+             "target as a tie, and run the workload again with more repetitions (`-r`).", "",
+             "![ratios](performance.png)", ""]
     for result in results:
         lines += [f"### {result.name}: {result.what}", "", f"Target: {result.target}.", ""]
         extra_names = [k for k, v in result.extra.items() if isinstance(v, dict)]

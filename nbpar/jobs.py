@@ -16,6 +16,8 @@ from .errors import SerializationError, describe
 
 _END = object()
 
+STOP_WAIT = 5.0  # seconds a caller waits for STOP_RIGHTNOW to take effect
+
 
 class FunctionKeys:
     """Gives each function object a key and pickles it once per pool, so a thousand
@@ -242,3 +244,23 @@ class AsyncResult:
         if not self._future.done():
             raise ValueError("the result is not ready yet")
         return not self._future.cancelled() and self._future.exception() is None
+
+
+class Release:
+    """Hands an iterator map's results to its consumer: as they come, or in input order
+    (holding back what arrives early)."""
+
+    def __init__(self, ordered: bool):
+        self.ordered = ordered
+        self.waiting: dict = {}
+        self.next = 0
+
+    def add(self, indices, results) -> list:
+        if not self.ordered:
+            return results
+        self.waiting.update(zip(indices, results))
+        ready = []
+        while self.next in self.waiting:
+            ready.append(self.waiting.pop(self.next))
+            self.next += 1
+        return ready

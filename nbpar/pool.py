@@ -2,6 +2,7 @@
 
 Every call here builds a `Job` (state.py) with a `JobHandle` (jobs.py), hands it to the Boss
 on the control pipe and waits on the handle. The pool decides nothing about what runs when.
+The same maps awaited from asyncio, and the pool's notebook display, are in pool_async.py.
 """
 
 from __future__ import annotations
@@ -18,15 +19,16 @@ from . import state as st
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
-from .jobs import AsyncResult, FunctionKeys, FutureHandle, JobHandle
+from .jobs import (STOP_WAIT, AsyncResult, FunctionKeys, FutureHandle, JobHandle,
+                   Release)
 from .messages import WorkerSetup
+from .pool_async import AsyncMaps
 from .reports import Ledger, Report
 from .scheduling import AdaptiveChunker, JobsLimit, Scheduler
 from .signals import Signal
 from .sources import IterSource, ListSource
 
 DEFAULT_START_METHOD = "forkserver"
-_STOP_WAIT = 5.0  # seconds the caller waits for STOP_RIGHTNOW to take effect
 _READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
 
 # -- signal observers (begin) ---------------------------------------------------------------
@@ -76,7 +78,7 @@ class _Call:
         return self.func(*args, **self.kwargs)
 
 
-class WorkerPool:
+class WorkerPool(AsyncMaps):
     """A pool of worker processes (fork / forkserver / spawn) or threads, run by a Boss;
     with backend="dask", of slots running batches on a Dask cluster (backends/dask).
 
@@ -165,7 +167,7 @@ class WorkerPool:
         self._closed = True
         self._signal(Signal.STOP_RIGHTNOW)
         self._signal(Signal.END)
-        self._boss.thread.join(_STOP_WAIT)
+        self._boss.thread.join(STOP_WAIT)
 
     @property
     def on_output(self):
@@ -367,7 +369,7 @@ class WorkerPool:
         bar = self._progress(job, progress_bar)
         finished = False
         try:
-            release = _Release(ordered)
+            release = Release(ordered)
             for indices, results in handle.chunks():
                 ready = release.add(indices, results)
                 yield from ready
@@ -425,13 +427,13 @@ class WorkerPool:
         except Exception:
             if not job.handle.done:  # a result that cannot be stored: stop the map here
                 self._boss.cancel(job.id)
-                job.handle.wait(_STOP_WAIT)
+                job.handle.wait(STOP_WAIT)
             raise  # that error (or the map's own, which chunks() raised) is what the caller sees
 
     def _interrupt(self, handle):
         """Ctrl-C / Jupyter's interrupt: kill the running tasks now, keep what finished."""
         self._signal(Signal.STOP_RIGHTNOW)
-        handle.wait(_STOP_WAIT)
+        handle.wait(STOP_WAIT)
 
     def _progress(self, job, progress_bar, thread=True):
         if not progress_bar:
@@ -441,163 +443,9 @@ class WorkerPool:
         # Boss is busiest (the map's first batches)
         return ProgressBar(self, job.total, initial=job.ledger.done, thread=thread)
 
-    # ==== nbpar.ui: asyncio and notebook display (one block; the rest of the pool is core) ====
-    # `await pool.map_async(...)` and `async for r in pool.imap_async(...)` wait without
-    # blocking the event loop, so a notebook's widget buttons act while the cell awaits (the
-    # Boss wakes the loop through JobHandle.changed). Cancelling the awaiting task stops the
-    # map now (STOP_RIGHTNOW), keeps what finished in `report()` and re-raises; in a notebook
-    # the interrupt does the same at once (ui/kernel.py: interrupt_stops). With
-    # progress_bar=True they show the pool widget in a notebook, elsewhere the tqdm bar.
-
-    async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                        iterable_len=None, limit=None, report=None):
-        """`map` for asyncio: the result list, in input order."""
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False)
-        await self._run_async(job, progress_bar)
-        return job.ledger.ordered_results()
-
-    async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                            iterable_len=None, limit=None, report=None):
-        """`starmap` for asyncio."""
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=True)
-        await self._run_async(job, progress_bar)
-        return job.ledger.ordered_results()
-
-    def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                   iterable_len=None, limit=None):
-        """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
-        return self._iterate_async(job, True, progress_bar)
-
-    def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                             iterable_len=None, limit=None):
-        """`imap_unordered` as an async iterator."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
-        return self._iterate_async(job, False, progress_bar)
-
-    async def _run_async(self, job, progress_bar):
-        import asyncio
-
-        from .ui.kernel import interrupt_stops
-
-        handle = job.handle
-        view = self._widget_view(progress_bar)  # routes output before the first task runs
-        try:
-            self._submit(job)
-            view = view or self._progress(job, progress_bar)
-            with interrupt_stops(self) as guard:
-                await self._until_done(handle)
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            self._signal(Signal.STOP_RIGHTNOW)
-            await self._until_done(handle, _STOP_WAIT)
-            raise
-        finally:
-            if view is not None:
-                view.close()
-        if handle.error is not None:
-            raise guard.translate(handle.error)
-
-    async def _iterate_async(self, job, ordered, progress_bar):
-        import asyncio
-
-        from .ui.kernel import interrupt_stops
-
-        handle = job.handle
-        view = self._widget_view(progress_bar)
-        finished = False
-        try:
-            self._submit(job)
-            view = view or self._progress(job, progress_bar)
-            with interrupt_stops(self) as guard:
-                release = _Release(ordered)
-                while True:
-                    try:
-                        chunk = handle.next_chunk()
-                        if chunk is None:
-                            changed = handle.changed()  # taken before the second look
-                            chunk = handle.next_chunk()
-                            if chunk is None:
-                                await changed
-                                continue
-                    except StopAsyncIteration:
-                        break
-                    except BaseException as error:  # noqa: BLE001 - the map's own error
-                        translated = guard.translate(error)
-                        if translated is error:
-                            raise
-                        raise translated from None
-                    ready = release.add(*chunk)
-                    for value in ready:
-                        yield value
-                    if ready:
-                        self._boss.consumed(job.id, len(ready))
-            finished = True
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            if not handle.done:
-                self._signal(Signal.STOP_RIGHTNOW)
-                await self._until_done(handle, _STOP_WAIT)
-            raise
-        finally:
-            if not finished and not handle.done:
-                self._boss.cancel(job.id)
-            if view is not None:
-                view.close()
-
-    @staticmethod
-    async def _until_done(handle, timeout=None):
-        """Await a map's end (or `timeout` seconds) without blocking the event loop."""
-        import asyncio
-
-        while not handle.done:
-            changed = handle.changed()
-            if handle.done:
-                return
-            try:
-                await asyncio.wait_for(changed, timeout)
-            except TimeoutError:
-                return
-
-    def _widget_view(self, progress_bar):
-        """progress_bar=True in a notebook: the pool widget (else the tqdm bar, made later)."""
-        if not progress_bar:
-            return None
-        from .ui.kernel import in_notebook
-        if not in_notebook():
-            return None
-        from .ui.widget import PoolWidget
-        return PoolWidget.for_map(self)
-
-    def _repr_mimebundle_(self, include=None, exclude=None):
-        """In a notebook a pool shows as its live widget (nbpar.ui); elsewhere as its repr."""
-        from .ui.kernel import pool_mimebundle
-        return pool_mimebundle(self, include, exclude)
-    # ==== end of the nbpar.ui block ===========================================================
-
     def __repr__(self):
         return (f"WorkerPool(n_jobs={self.n_jobs}, start_method={self.start_method!r}, "
                 f"status={self.report().status!r})")
-
-
-class _Release:
-    """Hands an iterator map's results to its consumer: as they come, or in input order
-    (holding back what arrives early)."""
-
-    def __init__(self, ordered: bool):
-        self.ordered = ordered
-        self.waiting: dict = {}
-        self.next = 0
-
-    def add(self, indices, results) -> list:
-        if not self.ordered:
-            return results
-        self.waiting.update(zip(indices, results))
-        ready = []
-        while self.next in self.waiting:
-            ready.append(self.waiting.pop(self.next))
-            self.next += 1
-        return ready
 
 
 class _SetupFactory:
@@ -679,4 +527,4 @@ def _shutdown(boss):
     boss.send(Signal.STOP_RIGHTNOW)
     boss.send(Signal.END)
     if boss.thread is not threading.current_thread():
-        boss.thread.join(_STOP_WAIT)
+        boss.thread.join(STOP_WAIT)

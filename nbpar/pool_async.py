@@ -1,0 +1,147 @@
+"""The pool's asyncio and notebook face, mixed into WorkerPool.
+
+`await pool.map_async(...)` and `async for r in pool.imap_async(...)` wait without
+blocking the event loop, so a notebook's widget buttons act while the cell awaits (the
+Boss wakes the loop through JobHandle.changed). Cancelling the awaiting task stops the
+map now (STOP_RIGHTNOW), keeps what finished in `report()` and re-raises; in a notebook
+the interrupt does the same at once (ui/kernel.py: interrupt_stops). With
+progress_bar=True they show the pool widget in a notebook, elsewhere the tqdm bar.
+
+It reaches the UI layer (nbpar.ui) only through imports made inside its methods: the core
+pool imports nothing of the notebook.
+"""
+
+from __future__ import annotations
+
+from .jobs import STOP_WAIT, Release
+from .signals import Signal
+
+
+class AsyncMaps:
+    """`map_async`, `starmap_async`, `imap_async`, `imap_unordered_async`, and the pool's
+    notebook display; the map machinery itself (`_map_job`, `_submit`, ...) is WorkerPool's."""
+
+    async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                        iterable_len=None, limit=None, report=None):
+        """`map` for asyncio: the result list, in input order."""
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=False)
+        await self._run_async(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
+                            iterable_len=None, limit=None, report=None):
+        """`starmap` for asyncio."""
+        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
+                            star=True)
+        await self._run_async(job, progress_bar)
+        return job.ledger.ordered_results()
+
+    def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                   iterable_len=None, limit=None):
+        """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        return self._iterate_async(job, True, progress_bar)
+
+    def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                             iterable_len=None, limit=None):
+        """`imap_unordered` as an async iterator."""
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        return self._iterate_async(job, False, progress_bar)
+
+    async def _run_async(self, job, progress_bar):
+        import asyncio
+
+        from .ui.kernel import interrupt_stops
+
+        handle = job.handle
+        view = self._widget_view(progress_bar)  # routes output before the first task runs
+        try:
+            self._submit(job)
+            view = view or self._progress(job, progress_bar)
+            with interrupt_stops(self) as guard:
+                await self._until_done(handle)
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            self._signal(Signal.STOP_RIGHTNOW)
+            await self._until_done(handle, STOP_WAIT)
+            raise
+        finally:
+            if view is not None:
+                view.close()
+        if handle.error is not None:
+            raise guard.translate(handle.error)
+
+    async def _iterate_async(self, job, ordered, progress_bar):
+        import asyncio
+
+        from .ui.kernel import interrupt_stops
+
+        handle = job.handle
+        view = self._widget_view(progress_bar)
+        finished = False
+        try:
+            self._submit(job)
+            view = view or self._progress(job, progress_bar)
+            with interrupt_stops(self) as guard:
+                release = Release(ordered)
+                while True:
+                    try:
+                        chunk = handle.next_chunk()
+                        if chunk is None:
+                            changed = handle.changed()  # taken before the second look
+                            chunk = handle.next_chunk()
+                            if chunk is None:
+                                await changed
+                                continue
+                    except StopAsyncIteration:
+                        break
+                    except BaseException as error:  # noqa: BLE001 - the map's own error
+                        translated = guard.translate(error)
+                        if translated is error:
+                            raise
+                        raise translated from None
+                    ready = release.add(*chunk)
+                    for value in ready:
+                        yield value
+                    if ready:
+                        self._boss.consumed(job.id, len(ready))
+            finished = True
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            if not handle.done:
+                self._signal(Signal.STOP_RIGHTNOW)
+                await self._until_done(handle, STOP_WAIT)
+            raise
+        finally:
+            if not finished and not handle.done:
+                self._boss.cancel(job.id)
+            if view is not None:
+                view.close()
+
+    @staticmethod
+    async def _until_done(handle, timeout=None):
+        """Await a map's end (or `timeout` seconds) without blocking the event loop."""
+        import asyncio
+
+        while not handle.done:
+            changed = handle.changed()
+            if handle.done:
+                return
+            try:
+                await asyncio.wait_for(changed, timeout)
+            except TimeoutError:
+                return
+
+    def _widget_view(self, progress_bar):
+        """progress_bar=True in a notebook: the pool widget (else the tqdm bar, made later)."""
+        if not progress_bar:
+            return None
+        from .ui.kernel import in_notebook
+        if not in_notebook():
+            return None
+        from .ui.widget import PoolWidget
+        return PoolWidget.for_map(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """In a notebook a pool shows as its live widget (nbpar.ui); elsewhere as its repr."""
+        from .ui.kernel import pool_mimebundle
+        return pool_mimebundle(self, include, exclude)
