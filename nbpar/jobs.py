@@ -172,6 +172,21 @@ class JobHandle:
             except RuntimeError:  # that loop is closed: nobody waits there any more
                 pass
 
+    async def achunks(self):
+        """`chunks` for asyncio: awaits each delivery without blocking the event loop."""
+        while True:
+            try:
+                chunk = self.next_chunk()
+                if chunk is None:
+                    changed = self.changed()  # taken before the second look: no lost wake-up
+                    chunk = self.next_chunk()
+                    if chunk is None:
+                        await changed
+                        continue
+            except StopAsyncIteration:
+                return
+            yield chunk
+
     def chunks(self):
         """Delivered (indices, results) pairs as they come; raises the map's error at the end."""
         while True:

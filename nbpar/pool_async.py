@@ -22,18 +22,18 @@ class AsyncMaps:
     notebook display; the map machinery itself (`_map_job`, `_submit`, ...) is WorkerPool's."""
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                        iterable_len=None, limit=None, report=None):
+                        iterable_len=None, limit=None, report=None, checkpoint=None):
         """`map` for asyncio: the result list, in input order."""
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False)
+                            star=False, checkpoint=checkpoint)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                            iterable_len=None, limit=None, report=None):
+                            iterable_len=None, limit=None, report=None, checkpoint=None):
         """`starmap` for asyncio."""
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=True)
+                            star=True, checkpoint=checkpoint)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
@@ -55,21 +55,42 @@ class AsyncMaps:
         from .ui.kernel import interrupt_stops
 
         handle = job.handle
+        store = getattr(handle, "checkpoint", None)
         view = self._widget_view(progress_bar)  # routes output before the first task runs
         try:
             self._submit(job)
             view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
-                await self._until_done(handle)
+                if store is None:
+                    await self._until_done(handle)
+                else:
+                    await self._store_results_async(job, store)
         except (KeyboardInterrupt, asyncio.CancelledError):
             self._signal(Signal.STOP_RIGHTNOW)
             await self._until_done(handle, STOP_WAIT)
             raise
         finally:
+            if store is not None:
+                store.close()
             if view is not None:
                 view.close()
         if handle.error is not None:
             raise guard.translate(handle.error)
+
+    async def _store_results_async(self, job, store):
+        """`_store_results` awaited: each delivered result written to the checkpoint as it
+        arrives, the loop free in between. The map's own error is left to the caller."""
+        handle = job.handle
+        try:
+            async for indices, results in handle.achunks():
+                store.record(indices, results, job.ledger.items_by_index)
+        except Exception as exc:
+            if handle.done and exc is handle.error:
+                return
+            if not handle.done:  # a result that cannot be stored: stop the map here
+                self._boss.cancel(job.id)
+                await self._until_done(handle, STOP_WAIT)
+            raise
 
     async def _iterate_async(self, job, ordered, progress_bar):
         import asyncio
@@ -84,15 +105,10 @@ class AsyncMaps:
             view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
                 release = Release(ordered)
+                chunks = handle.achunks()
                 while True:
                     try:
-                        chunk = handle.next_chunk()
-                        if chunk is None:
-                            changed = handle.changed()  # taken before the second look
-                            chunk = handle.next_chunk()
-                            if chunk is None:
-                                await changed
-                                continue
+                        chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
                     except BaseException as error:  # noqa: BLE001 - the map's own error

@@ -5,6 +5,7 @@ awaiting task stops the map now and keeps what finished.
 """
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -107,3 +108,35 @@ def test_leaving_an_imap_async_early_cancels_the_rest():
 
         asyncio.run(main())
         assert pool.report().done < 1000
+
+
+def logged_fail_on_seven(paths, x):
+    """Logs each run; fails at 7 until the marker file exists."""
+    log, marker = paths
+    with open(log, "a") as f:
+        f.write(f"{x}\n")
+    if x == 7 and not os.path.exists(marker):
+        raise RuntimeError("not yet")
+    return x * x
+
+
+def test_map_async_with_a_checkpoint_resumes_after_an_error(tmp_path):
+    log, marker, ck = str(tmp_path / "log"), str(tmp_path / "marker"), tmp_path / "run.nbpar"
+
+    def runs():
+        with open(log) as f:
+            return [int(line) for line in f]
+
+    with nbpar.WorkerPool(2, shared_objects=(log, marker)) as pool:
+        with pytest.raises(RuntimeError, match="not yet"):
+            asyncio.run(pool.map_async(logged_fail_on_seven, range(40), checkpoint=ck,
+                                       chunk_size=1))
+        first = runs()
+        stored = pool.report().done
+        assert stored >= 1
+        open(marker, "w").close()
+        out = asyncio.run(pool.map_async(logged_fail_on_seven, range(40), checkpoint=ck))
+    assert out == [x * x for x in range(40)]
+    again = runs()[len(first):]
+    assert len(again) == 40 - stored  # what the checkpoint held did not run again
+    assert sorted(set(first) | set(again)) == list(range(40))
