@@ -164,7 +164,7 @@ class DaskBackend:
             self._live += 1
             gen = self._gen
         hooks = ({"pass_worker_id": setup.pass_worker_id, "use_shared": setup.use_shared,
-                  "use_worker_state": setup.use_worker_state},
+                  "use_worker_state": setup.use_worker_state, "log_level": setup.log_level},
                  setup.worker_init, setup.worker_exit)
         slot = Slot(self, setup.worker_id, gen, hooks, setup.worker_exit is not None)
         with self._lock:

@@ -8,8 +8,8 @@ each map is one, and worker_init runs again for the next.
 
 A batch runs through the very loop a local worker uses (worker._run_batch), so results,
 errors and values that do not pickle are handled alike; the message it would send to the
-Boss is returned as the task's result instead, with the Dask worker's address and what the
-batch printed. Between items it looks at an abort flag (STOP_RIGHTNOW, a task timeout), so
+Boss is returned as the task's result instead, with the Dask worker's address, what the
+batch printed and the records it logged with nbpar.get_logger. Between items it looks at an abort flag (STOP_RIGHTNOW, a task timeout), so
 a killed slot's batch ends at the next item rather than running to its end.
 
 Only the dask backend imports this module (and so distributed).
@@ -28,8 +28,8 @@ from collections import OrderedDict
 
 from distributed import WorkerPlugin, get_worker
 
+from ... import logs, worker
 from ... import messages as m
-from ... import worker
 from ...errors import SerializationError, capture
 
 FUNCS_PER_SEAT = 64
@@ -146,14 +146,14 @@ def run_batch(token, gen, wid, setup, func_body, batch: m.Batch, shared):
         return "aborted", None, address, None
     try:
         seat = _seat(address, token, gen, setup, shared)
-        with _captured() as out:
+        with _captured() as out, logs.diverted(wid, seat.flags.get("log_level")) as records:
             seat.open(wid)
             if seat.error is not None:
-                return "init-failed", m.InitFailed(seat.error), address, out.text()
+                return "init-failed", m.InitFailed(seat.error), address, out.text(records)
             sink = _Sink()
             worker._run_batch(sink, batch, seat.function(batch.func_key, func_body),
                               seat.leading(wid), _Flags(flag), wid)
-        return "ran", sink.msg, address, out.text()
+        return "ran", sink.msg, address, out.text(records)
     finally:
         _ABORTED.discard(flag)
 
@@ -204,8 +204,11 @@ class _Captured:
     def __init__(self):
         self.parts = {"stdout": [], "stderr": []}
 
-    def text(self):
+    def text(self, records=()):
+        """What the batch printed, by stream, and under "log" the records it logged."""
         out = {name: "".join(parts) for name, parts in self.parts.items() if parts}
+        if records:
+            out["log"] = list(records)
         return out or None
 
 

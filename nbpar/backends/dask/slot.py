@@ -161,7 +161,13 @@ class Slot:
         self.ends.post(m.Failed(batch_id, 0.0, worker.dumps([]), capture(exc)))
 
     def _write(self, output):
+        """What a task printed, to the Boss's output pipes; what it logged, as log messages
+        (ahead of the batch's result, as from a local worker)."""
+        for record in (output or {}).get("log", ()):
+            self.ends.post(m.Log(record))
         for stream, text in (output or {}).items():
+            if stream == "log":
+                continue
             fd = self.out_w if stream == "stdout" else self.err_w
             data = text.encode("utf-8", "replace")
             try:
