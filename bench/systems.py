@@ -11,12 +11,11 @@ import concurrent.futures
 import multiprocessing as mp
 
 
-class NbparSystem:
-    def __init__(self, n, start_method=None, progress_bar=False, **options):
-        if options.get("backend") == "dask":
-            n, options["client"] = None, dask_client(n)  # n_jobs: the cluster's threads
-        import nbpar
-        self.pool = nbpar.WorkerPool(n, start_method=start_method, keep_alive=True, **options)
+class _PoolWithProgressBar:
+    """nbpar's and mpire's pools, used alike: map with or without a progress bar, apply_async."""
+
+    def __init__(self, pool, progress_bar):
+        self.pool = pool
         self.progress_bar = progress_bar
 
     def map(self, func, items):
@@ -24,6 +23,16 @@ class NbparSystem:
 
     def apply(self, func, arg):
         return self.pool.apply_async(func, (arg,)).get()
+
+
+class NbparSystem(_PoolWithProgressBar):
+    def __init__(self, n, start_method=None, progress_bar=False, **options):
+        if options.get("backend") == "dask":
+            n, options["client"] = None, dask_client(n)  # n_jobs: the cluster's threads
+        import nbpar
+        super().__init__(
+            nbpar.WorkerPool(n, start_method=start_method, keep_alive=True, **options),
+            progress_bar)
 
     def close(self):
         self.pool.close()
@@ -80,17 +89,11 @@ class JoblibSystem:
         self.parallel.__exit__(None, None, None)
 
 
-class MpireSystem:
+class MpireSystem(_PoolWithProgressBar):
     def __init__(self, n, start_method="fork", progress_bar=False):
         import mpire
-        self.pool = mpire.WorkerPool(n, start_method=start_method, keep_alive=True)
-        self.progress_bar = progress_bar
-
-    def map(self, func, items):
-        return self.pool.map(func, items, progress_bar=self.progress_bar)
-
-    def apply(self, func, arg):
-        return self.pool.apply_async(func, (arg,)).get()
+        super().__init__(mpire.WorkerPool(n, start_method=start_method, keep_alive=True),
+                         progress_bar)
 
     def close(self):
         self.pool.terminate()

@@ -2,6 +2,7 @@
 the same outcomes as run_locally, a map of grid jobs, and pool signals reaching the jobs --
 asserted from what the engine itself reports (qstat), by awaiting conditions."""
 
+import functools
 import itertools
 import time
 
@@ -9,6 +10,10 @@ import pytest
 
 import gridtasks
 import nbpar
+import waiting
+
+# the engine changes state in seconds, and each look at it (qstat) starts a process
+wait_for = functools.partial(waiting.wait_for, timeout=30.0, every=0.1)
 
 _names = itertools.count()
 
@@ -16,16 +21,6 @@ _names = itertools.count()
 def names(n):
     """Job names unique within the session (SGE shows them in qstat)."""
     return [f"nbt{next(_names)}" for _ in range(n)]
-
-
-def wait_for(predicate, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout} s")
 
 
 def slots(grid) -> int:

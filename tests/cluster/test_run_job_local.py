@@ -3,6 +3,7 @@ and the steering of jobs by pool signals. No grid engine needed: the local job g
 the same start / wait / outcome / raise path and the same pause / unpause / stop steering.
 """
 
+import functools
 import importlib.util
 import os
 import pickle
@@ -15,17 +16,11 @@ import psutil
 import pytest
 
 import nbpar
+import waiting
 from nbpar import cluster
+from waiting import Background
 
-
-def wait_for(predicate, timeout=15.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached within {timeout} s")
+wait_for = functools.partial(waiting.wait_for, timeout=15.0)
 
 
 def job_processes(tag):
@@ -48,24 +43,6 @@ def all_in_state(procs, state):
         return bool(procs) and all(p.status() == state for p in procs)
     except psutil.NoSuchProcess:
         return False
-
-
-class Background:
-    def __init__(self, call):
-        self.result = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(call,))
-        self.thread.start()
-
-    def _run(self, call):
-        try:
-            self.result = call()
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-
-    def join(self, timeout=30):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the map did not end"
-        return self
 
 
 # ----------------------------------------------------------------------------- results

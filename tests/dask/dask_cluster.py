@@ -1,12 +1,9 @@
-"""A LocalCluster for the tests, the check that all its worker processes went, and the
-small helpers the Dask tests share."""
+"""A LocalCluster for the tests, and the check that all its worker processes went."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import threading
-import time
 
 import dask
 import distributed
@@ -65,25 +62,3 @@ class WorkerProcesses:
 
 def _pid():
     return os.getpid()
-
-
-def run_in_thread(func, *args, **kwargs):
-    """Run a map in a thread; its result or exception lands in the returned box."""
-    box = {}
-
-    def run():
-        try:
-            box["result"] = func(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001
-            box["error"] = exc
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread, box
-
-
-def wait_for(predicate, timeout=30.0):
-    """Await a condition on live reports."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)

@@ -4,11 +4,11 @@ kills Dask workers has a cluster of its own (conftest.py)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -16,9 +16,12 @@ import pytest
 
 import nbpar
 
-from dask_cluster import local_cluster, run_in_thread, wait_for
+import waiting
+from dask_cluster import local_cluster
+from waiting import Background
 
 pytestmark = pytest.mark.timeout(90)
+wait_for = functools.partial(waiting.wait_for, timeout=30.0)
 HERE = Path(__file__).resolve().parent
 
 
@@ -42,10 +45,6 @@ def die_on_3(x):
     return x
 
 
-
-
-
-
 def _replaced(client, pids):
     """True once the cluster is whole again and none of these worker processes is in it."""
     try:
@@ -60,15 +59,15 @@ def test_stop_rightnow_kills_the_running_work(fresh_client):
     pids = client.run(os.getpid)
     with nbpar.WorkerPool(backend="dask", client=client, keep_alive=True,
                           shared_objects={"offset": 1}) as pool:
-        thread, box = run_in_thread(pool.map, lambda shared, x: sleep_for(x), [60] * 4,
-                                     chunk_size=1)
+        job = Background(lambda: pool.map(lambda shared, x: sleep_for(x), [60] * 4,
+                                          chunk_size=1))
         wait_for(lambda: sum(bool(keys) for keys in client.processing().values()) == 2)
         time.sleep(0.5)  # both Dask workers are inside a 60 s task
         start = time.monotonic()
         pool.stop(now=True)
-        thread.join(10)
+        job.join(10)
         assert time.monotonic() - start < 2
-        err = box["error"]
+        err = job.error
         assert isinstance(err, nbpar.StoppedError)
         assert err.report.done == 0 and len(err.report.pending) == 4  # pending, not failed
         # The tasks would not stop: their workers were killed, and their nannies started new
@@ -90,11 +89,11 @@ def test_a_worker_killed_mid_map_loses_and_repeats_nothing(fresh_client):
     client = fresh_client
     victim = next(iter(client.run(os.getpid).values()))
     with nbpar.WorkerPool(backend="dask", client=client) as pool:
-        thread, box = run_in_thread(pool.map, nap, range(300))
+        job = Background(lambda: pool.map(nap, range(300)))
         wait_for(lambda: pool.report().done >= 40)
         os.kill(victim, signal.SIGKILL)  # its nanny starts another; Dask reruns its batch
-        thread.join(60)
-        assert box.get("result") == list(range(300)), box.get("error")
+        job.join(60)
+        assert job.result == list(range(300)), job.error
         assert pool.report().done == 300
 
 

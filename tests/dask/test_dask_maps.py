@@ -3,6 +3,7 @@ on a real LocalCluster (conftest.py) whose workers every test leaves as it found
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -11,9 +12,11 @@ import pytest
 
 import nbpar
 
-from dask_cluster import run_in_thread, wait_for
+import waiting
+from waiting import Background
 
 pytestmark = pytest.mark.timeout(60)
+wait_for = functools.partial(waiting.wait_for, timeout=30.0)
 
 
 def square(x):
@@ -217,12 +220,8 @@ def test_worker_init_error_fails_the_map(client, workers):
 
 # ----------------------------------------------------------------------------- signals
 
-
-
-
-
 def test_halt_and_resume(pool):
-    thread, box = run_in_thread(pool.map, nap, range(150))
+    job = Background(lambda: pool.map(nap, range(150)))
     wait_for(lambda: pool.report().done >= 10)
     pool.halt()
     wait_for(lambda: pool.report().status == "halted")
@@ -231,16 +230,16 @@ def test_halt_and_resume(pool):
     time.sleep(0.5)
     assert pool.report().done == done < 150  # nothing new starts
     pool.resume()
-    thread.join(60)
-    assert box["result"] == list(range(150))
+    job.join(60)
+    assert job.result == list(range(150))
 
 
 def test_stop_then_continue_from_the_report(pool):
-    thread, box = run_in_thread(pool.map, nap, range(150))
+    job = Background(lambda: pool.map(nap, range(150)))
     wait_for(lambda: pool.report().done >= 10)
     pool.stop()
-    thread.join(30)
-    err = box["error"]
+    job.join(30)
+    err = job.error
     assert isinstance(err, nbpar.StoppedError)
     assert 10 <= err.report.done < 150 and err.report.pending
     assert pool.map(nap, report=err.report) == list(range(150))

@@ -11,6 +11,7 @@ import pytest
 
 import nbpar
 import tasks
+from waiting import Background
 
 
 def logged_square(log, x):
@@ -54,7 +55,6 @@ def test_after_an_error_only_the_missing_items_run(tmp_path):
 
 
 def test_after_a_stop_the_map_is_completed(tmp_path):
-    import threading
     log, ck = str(tmp_path / "log"), tmp_path / "run.nbpar"
 
     def slow(log, x):
@@ -62,29 +62,18 @@ def test_after_a_stop_the_map_is_completed(tmp_path):
         return logged_square(log, x)
 
     with nbpar.WorkerPool(2, start_method="fork", shared_objects=log) as pool:
-        failure = []
-        thread = threading.Thread(target=lambda: failure.append(
-            _raises(lambda: pool.map(slow, range(100), checkpoint=ck))))
-        thread.start()
+        job = Background(lambda: pool.map(slow, range(100), checkpoint=ck))
         deadline = time.monotonic() + 20
         while pool.report().done < 10 and time.monotonic() < deadline:
             time.sleep(0.01)
         pool.stop()
-        thread.join(20)
-        assert isinstance(failure[0], nbpar.StoppedError)
+        job.join(20)
+        assert isinstance(job.error, nbpar.StoppedError)
         first = set(executed(log))
         assert pool.map(slow, range(100), checkpoint=ck) == [x * x for x in range(100)]
     again = executed(log)[len(first):]
     assert not set(again) & first  # what was stored did not run again
     assert sorted(first | set(again)) == list(range(100))
-
-
-def _raises(call):
-    try:
-        call()
-    except BaseException as exc:  # noqa: BLE001
-        return exc
-    return None
 
 
 SCRIPT = textwrap.dedent("""

@@ -7,16 +7,7 @@ import pytest
 
 import classic_workers as cw
 import nbpar
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"{what} not reached within {timeout} s")
+from waiting import wait_for
 
 
 @pytest.mark.parametrize("method", ["forkserver", "threading"])

@@ -8,39 +8,9 @@ import pytest
 
 import nbpar
 import tasks
+from waiting import Background, wait_for
 
 METHODS = ["fork", "forkserver", "spawn", "threading"]
-
-
-def wait_for(predicate, timeout=20.0):
-    """Await a condition on live reports (each report() is a round trip to the Boss)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("condition not reached in time")
-
-
-class Background:
-    """Runs a map in a thread; keeps its result or exception."""
-
-    def __init__(self, call):
-        self.result = self.error = None
-        self.thread = threading.Thread(target=self._run, args=(call,))
-        self.thread.start()
-
-    def _run(self, call):
-        try:
-            self.result = call()
-        except BaseException as exc:  # noqa: BLE001
-            self.error = exc
-
-    def join(self, timeout=30):
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), "the map did not end"
-        return self
 
 
 @pytest.mark.parametrize("method", METHODS)

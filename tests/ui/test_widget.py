@@ -4,6 +4,7 @@ Tasks wait on an Event the test holds (threads) or sleep (processes), so each st
 halted, stopped, finished, failed -- is reached on purpose, not by timing luck.
 """
 
+import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,20 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import nbpar
+import waiting
 from nbpar.ui import kernel
 from nbpar.ui.widget import PoolWidget
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def wait_for(predicate, timeout=10.0):
-    """Look at a condition every 20 ms until it holds (reports have no change event)."""
-    pause = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        pause.wait(0.02)
+wait_for = functools.partial(waiting.wait_for, timeout=10.0)
 
 
 @pytest.fixture
