@@ -65,29 +65,33 @@ class FunctionKeys:
 
 
 class _Latch:
-    """Opens once, from the Boss thread; any thread may wait for it. A lock held until then:
-    a tenth of what an Event costs to make, and every single call makes one."""
+    """Opens once; any thread may wait for it. The Event behind it is made only when a thread
+    waits before it opens: a single call (nobody waits on its handle) never pays for one."""
 
-    __slots__ = ("_lock", "is_open")
+    __slots__ = ("_guard", "_event", "is_open")
 
     def __init__(self):
-        self._lock = threading.Lock()
-        self._lock.acquire()
+        self._guard = threading.Lock()
+        self._event = None
         self.is_open = False
 
     def open(self):
-        if not self.is_open:
+        with self._guard:
             self.is_open = True
-            self._lock.release()
+            event = self._event
+        if event is not None:
+            event.set()
 
     def wait(self, timeout=None) -> bool:
         if self.is_open:
             return True
-        if self._lock.acquire(timeout=-1 if timeout is None else
-                              min(max(0.0, timeout), threading.TIMEOUT_MAX)):
-            self._lock.release()  # the next waiter's turn
-            return True
-        return self.is_open
+        with self._guard:
+            if self.is_open:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(timeout)
 
 
 class JobHandle:
