@@ -39,9 +39,11 @@ class Result:
 
 
 def _interleaved(systems, repeat, measure):
+    """Each repetition measures every system once; the order flips from one repetition to the
+    next, so no system always runs right after the same neighbour."""
     samples = {name: [] for name in systems}
-    for _ in range(repeat):
-        for name in systems:
+    for rep in range(repeat):
+        for name in (systems if rep % 2 == 0 else systems[::-1]):
             samples[name].append(measure(name))
     return samples
 
@@ -139,7 +141,8 @@ def progress(systems, repeat, n):
 
     A run takes a few tens of milliseconds, so a 3 % effect hides in run-to-run noise: this
     takes three times the repetitions, and also gives the median paired slowdown -- each run
-    with the bar against the run without it just before -- which drifting load cannot bias.
+    with the bar against the run without it in the same repetition (before it in one, after
+    it in the next) -- which drifting load cannot bias.
     """
     result = tiny(systems, 3 * repeat, n)
     result.name, result.what = "progress", "200k × x*x with vs without progress bar"

@@ -394,13 +394,17 @@ class WorkerPool(AsyncMaps):
     def _run(self, job, progress_bar=False):
         handle = job.handle
         store = getattr(handle, "checkpoint", None)
+        # the bar is drawn before the Boss gets the map: its first draw then takes no time
+        # from the Boss's busiest moment (a map's first batches)
+        bar = self._progress(job, progress_bar, thread=store is not None)
         try:
             self._submit(job)
         except BaseException:
             if store is not None:
                 store.close()
+            if bar is not None:
+                bar.close()
             raise
-        bar = self._progress(job, progress_bar, thread=store is not None)
         try:
             if store is None and bar is None:
                 handle.wait()
@@ -439,8 +443,7 @@ class WorkerPool(AsyncMaps):
         if not progress_bar:
             return None
         from .ui.progress import ProgressBar
-        # what a continued map had done: known here, so no report round trip while the
-        # Boss is busiest (the map's first batches)
+        # what a continued map had done is known here: no report round trip to the Boss
         return ProgressBar(self, job.total, initial=job.ledger.done, thread=thread)
 
     def __repr__(self):

@@ -53,7 +53,9 @@ class ProgressBar:
         except Exception:  # noqa: BLE001 - a failing snapshot must not kill the display
             return None
 
-    def _update(self, report=None):
+    def _update(self, report=None, draw=True):
+        """Bring the bar to a report (a fresh snapshot if none is given); `draw=False` leaves
+        the drawing to a close that follows."""
         report = report if report is not None else self._snapshot()
         if report is None:
             return
@@ -68,11 +70,11 @@ class ProgressBar:
             self._status = status
             bar.set_postfix_str(status, refresh=False)
         delta = report.done - bar.n
-        if delta > 0:
+        if delta > 0 and draw:
             bar.update(delta)  # redraws at most every tqdm.mininterval
-        elif delta < 0:
+        elif delta != 0:
             bar.n = report.done
-        if delta < 0 or changed:
+        if draw and (delta < 0 or changed):
             bar.refresh()
 
     def close(self, final=None):
@@ -83,5 +85,5 @@ class ProgressBar:
         self._stopped.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
-        self._update(final)
-        self._bar.close()
+        self._update(final, draw=False)
+        self._bar.close()  # draws the final state once
