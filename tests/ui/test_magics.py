@@ -14,6 +14,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import nbpar
 from nbpar.ui import kernel, magics
+from waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,8 @@ def test_background_returns_a_handle_and_stores_the_list(ip):
 def test_stop_then_continue(ip):
     ip.user_ns["gate"].clear()
     handle = pm(ip, "--start-method threading -n 2 --chunk-size 1 --background gated range(8)")
-    _wait(lambda: handle.report().status == "running" and handle.report().workers)
+    wait_for(lambda: handle.report().status == "running" and handle.report().workers,
+             timeout=10)
     handle.stop()
     ip.user_ns["gate"].set()
     with pytest.raises(nbpar.StoppedError) as info:
@@ -197,11 +199,3 @@ def test_no_kernel_means_no_rewrite(ip):
     assert kernel.await_parallel_map(lines) == lines
 
 
-def _wait(predicate, timeout=10.0):
-    """Look at a condition every 20 ms until it holds (the reports have no change event)."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        pause.wait(0.02)
-    raise AssertionError("condition not reached")
