@@ -139,23 +139,26 @@ def apply(systems, repeat, n, calls=200):
 def progress(systems, repeat, n):
     """The tiny workload with the progress bar on, against the same system without it.
 
-    A run takes a few tens of milliseconds, so a 3 % effect hides in run-to-run noise: this
-    takes three times the repetitions, and also gives the median paired slowdown -- each run
-    with the bar against the run without it in the same repetition (before it in one, after
-    it in the next) -- which drifting load cannot bias.
+    A run takes a few tens of milliseconds, so a 3 % effect hides in run-to-run noise: each
+    system is measured beside its own bar-less twin only (a second-long MPIRE run between two
+    of nbpar's would weigh more than the bar), with three times the repetitions; the median
+    paired slowdown -- each run with the bar against the run without it in the same
+    repetition, before it in one and after it in the next -- is what drifting load cannot bias.
     """
-    result = tiny(systems, 3 * repeat, n)
-    result.name, result.what = "progress", "200k × x*x with vs without progress bar"
-    result.reference = "nbpar"
-    result.target = "nbpar+progress ≤ 1.03 × nbpar"
+    blocks: dict = {}
+    for name in systems:
+        blocks.setdefault(name.removesuffix("+progress"), []).append(name)
+    samples = {}
+    for block in blocks.values():
+        samples.update(tiny(block, 3 * repeat, n).samples)
     paired = {}
     for name in systems:
         plain = name.removesuffix("+progress")
-        if name != plain and plain in result.samples:
+        if name != plain and plain in samples:
             paired[name] = statistics.median(
-                b / a - 1 for a, b in zip(result.samples[plain], result.samples[name]))
-    result.extra["paired slowdown"] = paired
-    return result
+                b / a - 1 for a, b in zip(samples[plain], samples[name]))
+    return Result("progress", "200k × x*x with vs without progress bar", "s", "nbpar",
+                  samples, "nbpar+progress ≤ 1.03 × nbpar", {"paired slowdown": paired})
 
 
 def _in_subprocess(module_args):
