@@ -11,7 +11,7 @@ import pytest
 
 import nbpar
 import tasks
-from waiting import Background
+from waiting import Background, wait_for
 
 
 def logged_square(log, x):
@@ -63,9 +63,7 @@ def test_after_a_stop_the_map_is_completed(tmp_path):
 
     with nbpar.WorkerPool(2, start_method="fork", shared_objects=log) as pool:
         job = Background(lambda: pool.map(slow, range(100), checkpoint=ck))
-        deadline = time.monotonic() + 20
-        while pool.report().done < 10 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: pool.report().done >= 10)
         pool.stop()
         job.join(20)
         assert isinstance(job.error, nbpar.StoppedError)
@@ -97,11 +95,11 @@ def test_a_killed_process_resumes_from_its_checkpoint(tmp_path):
     log, ck = str(tmp_path / "log"), str(tmp_path / "run.nbpar")
     proc = subprocess.Popen([sys.executable, str(script), log, ck], stdout=subprocess.PIPE,
                             text=True, start_new_session=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and (not os.path.exists(log) or len(executed(log)) < 120):
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a kernel restart does
-    proc.wait(10)
+    try:
+        wait_for(lambda: os.path.exists(log) and len(executed(log)) >= 120, timeout=30)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a kernel restart does
+        proc.wait(10)
     proc.stdout.close()
     before = len(executed(log))
     out = subprocess.run([sys.executable, str(script), log, ck], capture_output=True, text=True,
