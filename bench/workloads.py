@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import tasks
@@ -51,21 +52,9 @@ def _interleaved(systems, repeat, measure):
 def tiny(systems, repeat, n):
     """200k calls of x*x on warm pools."""
     items = list(range(200_000))
-    pools = {name: SYSTEMS[name](n) for name in systems}
-    try:
-        for pool in pools.values():
-            pool.map(tasks.square, items)  # warm up: workers started, code loaded
-
-        def measure(name):
-            start = time.perf_counter()
-            out = pools[name].map(tasks.square, items)
-            elapsed = time.perf_counter() - start
-            assert len(out) == len(items) and out[-1] == items[-1] ** 2
-            return elapsed
-        samples = _interleaved(systems, repeat, measure)
-    finally:
-        for pool in pools.values():
-            pool.close()
+    samples = _warm(systems, repeat, n, tasks.square, items,
+                    lambda out: len(out) == len(items) and out[-1] == items[-1] ** 2,
+                    warm_items=items)
     return Result("tiny", "200k × x*x, warm pool", "s", "mp.Pool-fork", samples,
                   "nbpar ≤ 1.0 × mp.Pool(fork) (stretch ≤ 0.9)")
 
@@ -115,8 +104,7 @@ def startup(systems, repeat, n):
 
 def apply(systems, repeat, n, calls=200):
     """apply_async round trip on a warm pool (median of `calls` per repetition)."""
-    pools = {name: SYSTEMS[name](n) for name in systems}
-    try:
+    with _opened(systems, n) as pools:
         for pool in pools.values():
             for _ in range(20):
                 pool.apply(tasks.trivial, 1)
@@ -129,9 +117,6 @@ def apply(systems, repeat, n, calls=200):
                 times.append(time.perf_counter() - start)
             return statistics.median(times)
         samples = _interleaved(systems, repeat, measure)
-    finally:
-        for pool in pools.values():
-            pool.close()
     return Result("apply", "apply_async round trip, warm pool", "s", "mp.Pool-fork", samples,
                   "nbpar ≤ 1.0 × mp.Pool(fork)")
 
@@ -196,12 +181,23 @@ def control(systems, repeat, n):
                   "≤ 0.1 s after halt; ≤ 1 s for stop(now) and a killed worker")
 
 
-def _warm(systems, repeat, n, func, items, check):
-    """Time `map(func, items)` on warm systems, interleaved."""
+@contextmanager
+def _opened(systems, n):
+    """One instance of each system, all closed at the end whatever happens."""
     pools = {name: SYSTEMS[name](n) for name in systems}
     try:
+        yield pools
+    finally:
         for pool in pools.values():
-            pool.map(func, items[:len(items) // 4])  # warm up: workers started, code loaded
+            pool.close()
+
+
+def _warm(systems, repeat, n, func, items, check, warm_items=None):
+    """Time `map(func, items)` on warm systems, interleaved (warmed with `warm_items`, by
+    default a quarter of the items: workers started, code loaded)."""
+    with _opened(systems, n) as pools:
+        for pool in pools.values():
+            pool.map(func, items[:len(items) // 4] if warm_items is None else warm_items)
 
         def measure(name):
             start = time.perf_counter()
@@ -210,9 +206,6 @@ def _warm(systems, repeat, n, func, items, check):
             assert check(out)
             return elapsed
         return _interleaved(systems, repeat, measure)
-    finally:
-        for pool in pools.values():
-            pool.close()
 
 
 def _throughput(result):
