@@ -146,16 +146,23 @@ def test_the_steering_finds_a_threading_pools_worker_threads():
     assert _threads_of_pool_are_found() == {0: True, 1: True, 2: True, 3: True}
 
 
+def _two_jobs_halted(pool, name, script):
+    """A map of two local jobs running `script` on a threading pool, then HALT: the map
+    (in the background) and the jobs' processes, once all of them are stopped."""
+    tag = f"{name}-{os.getpid()}-{time.monotonic_ns()}"
+    cmd = f": {tag}; {script}"
+    job = Background(lambda: pool.map(
+        lambda i: nbpar.run_job(cmd, run_locally=True)[0], range(2), chunk_size=1))
+    procs = wait_for(lambda: len(job_processes(tag)) == 4 and job_processes(tag),
+                     what="two jobs (a shell and a sleep each) running")
+    pool.halt()
+    wait_for(lambda: all_in_state(procs, psutil.STATUS_STOPPED), what="jobs stopped")
+    return job, procs
+
+
 def test_halt_suspends_running_jobs_and_resume_continues(tmp_path):
-    tag = f"halt-{os.getpid()}-{time.monotonic_ns()}"
-    cmd = f": {tag}; echo start; sleep 1.5; echo end"
     with nbpar.WorkerPool(2, start_method="threading") as pool:
-        job = Background(lambda: pool.map(
-            lambda i: nbpar.run_job(cmd, run_locally=True)[0], range(2), chunk_size=1))
-        procs = wait_for(lambda: len(job_processes(tag)) == 4 and job_processes(tag),
-                         what="two jobs (a shell and a sleep each) running")
-        pool.halt()
-        wait_for(lambda: all_in_state(procs, psutil.STATUS_STOPPED), what="jobs stopped")
+        job, procs = _two_jobs_halted(pool, "halt", "echo start; sleep 1.5; echo end")
         assert job.thread.is_alive()
         pool.resume()
         wait_for(lambda: not any(p.status() == psutil.STATUS_STOPPED for p in procs
@@ -186,15 +193,8 @@ def test_a_job_asked_for_while_halted_starts_only_after_resume(tmp_path):
 
 
 def test_stop_after_halt_lets_the_suspended_jobs_finish(tmp_path):
-    tag = f"stop-{os.getpid()}-{time.monotonic_ns()}"
-    cmd = f": {tag}; sleep 1; echo done"
     with nbpar.WorkerPool(2, start_method="threading") as pool:
-        job = Background(lambda: pool.map(
-            lambda i: nbpar.run_job(cmd, run_locally=True)[0], range(2), chunk_size=1))
-        procs = wait_for(lambda: len(job_processes(tag)) == 4 and job_processes(tag),
-                         what="two jobs running")
-        pool.halt()
-        wait_for(lambda: all_in_state(procs, psutil.STATUS_STOPPED), what="jobs stopped")
+        job, procs = _two_jobs_halted(pool, "stop", "sleep 1; echo done")
         pool.stop()  # STOP: running tasks finish -- so their jobs must run again
         job.join()
     if job.error is not None:  # a stopped map reports what finished
