@@ -9,11 +9,14 @@ item, its index and the worker -- the way CPython's concurrent.futures does it.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import pickle
 import reprlib
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+
+from . import tracebacks
 
 _repr = reprlib.Repr()
 _repr.maxstring = 80
@@ -128,6 +131,14 @@ class ErrorPayload:
     traceback: str
     exc_bytes: bytes | None  # None when the exception itself does not pickle
     pickle_problem: str | None = None
+    frames: tuple | None = None  # the chain as text and frames, for the caller to format
+
+
+def _frames(exc):
+    try:
+        return tracebacks.capture_frames(exc)
+    except Exception:  # noqa: BLE001 - the formatted text is there to fall back on
+        return None
 
 
 def capture(exc: BaseException, dumps=None) -> ErrorPayload:
@@ -142,7 +153,7 @@ def capture(exc: BaseException, dumps=None) -> ErrorPayload:
     except Exception as why:  # noqa: BLE001 - any failure means it cannot cross
         data = None
         problem = f"{type(why).__name__}: {why}"
-    return ErrorPayload(type_name, _safe_str(exc), tb_text, data, problem)
+    return ErrorPayload(type_name, _safe_str(exc), tb_text, data, problem, _frames(exc))
 
 
 def _safe_str(exc) -> str:
@@ -159,15 +170,25 @@ def rebuild(payload: ErrorPayload, *, where: str) -> BaseException:
         try:
             exc = pickle.loads(payload.exc_bytes)
         except Exception as why:  # noqa: BLE001
-            payload = ErrorPayload(payload.type_name, payload.message, payload.traceback,
-                                   None, f"{type(why).__name__}: {why}")
+            payload = dataclasses.replace(payload, exc_bytes=None,
+                                          pickle_problem=f"{type(why).__name__}: {why}")
     if exc is None:
         exc = SerializationError(
             f"the exception {payload.type_name}({payload.message!r}) could not be sent back "
             f"from the worker ({payload.pickle_problem})")
-    exc.__cause__ = RemoteTraceback(payload.traceback)
+    exc.__cause__ = RemoteTraceback(_text(payload))
     add_note(exc, f"nbpar: {where}")
     return exc
+
+
+def _text(payload: ErrorPayload) -> str:
+    """The worker's traceback as the caller formats it, or as the worker did."""
+    if payload.frames is not None:
+        try:
+            return tracebacks.render(payload.frames)
+        except Exception:  # noqa: BLE001 - never hide the error behind its formatting
+            pass
+    return payload.traceback
 
 
 def add_note(exc: BaseException, note: str) -> None:

@@ -16,6 +16,7 @@ import weakref
 from concurrent.futures import Future
 
 from . import state as st
+from . import tracebacks
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
@@ -465,8 +466,7 @@ class _SetupFactory:
             if self.start_method == "threading":
                 self._encoded = self.hooks
             else:
-                import cloudpickle
-                self._encoded = tuple(cloudpickle.dumps(h) if h is not None else None
+                self._encoded = tuple(tracebacks.dumps_by_value(h) if h is not None else None
                                       for h in self.hooks)
         init, exit_ = self._encoded
         return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,

@@ -26,6 +26,8 @@ import sys
 import weakref
 from multiprocessing import context as _mp_context
 
+from . import tracebacks
+
 _received_fds: list[int] = []  # fds that came with the packed objects, in this process
 _attached: list = []  # shared-memory segments this process maps for its shared objects
 _segment_ids = itertools.count()
@@ -90,7 +92,6 @@ class _Collector:
 
 def pack(obj) -> Packed:
     """Pickle shared objects once for spawn/forkserver workers."""
-    import cloudpickle
     from multiprocessing import synchronize
     from multiprocessing.reduction import ForkingPickler
 
@@ -98,7 +99,7 @@ def pack(obj) -> Packed:
     segments = []
     mp_reducers = ForkingPickler._extra_reducers  # arenas, shared ctypes, connections
 
-    class SharedPickler(cloudpickle.CloudPickler):
+    class SharedPickler(tracebacks.pickler_class()):
         def reducer_override(self, value):
             if isinstance(value, synchronize.SemLock) and getattr(value, "_is_fork_ctx", False):
                 _name_semaphore(value)

@@ -21,6 +21,7 @@ import time
 from functools import partial
 
 from . import messages as m
+from . import tracebacks
 from .errors import SerializationError, capture, describe
 
 _perf = time.perf_counter
@@ -39,7 +40,7 @@ def dumps(obj) -> bytes:
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
     if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
-        return cloudpickle.dumps(obj, protocol=5)
+        return tracebacks.dumps_by_value(obj)
     return data
 
 

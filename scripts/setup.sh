@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Make the repo's .venv ready: create it with python3 if missing, then install nbpar editable
-# with its test, jupyter, cluster, bench and dask extras. Idempotent; a re-run skips pip while
-# the stamp file is newer than pyproject.toml and this script.
+# Make a venv ready for nbpar's tests, demo and benchmarks, with exactly the versions of
+# requirements/lock.txt (a constraints file): create it if missing, then install nbpar editable
+# with its extras. Idempotent; a re-run skips pip while the venv's stamp is newer than
+# pyproject.toml, the lock and this script.
+#
+#   bash scripts/setup.sh                      # .venv with python3: every extra (tests, demo, CI)
+#   NBPAR_PYTHON=python3.12 NBPAR_VENV=.venv-3.12 NBPAR_EXTRAS=test bash scripts/setup.sh
+#                                              # another interpreter, for the core suite
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$root/.venv"
+venv="$root/${NBPAR_VENV:-.venv}"
+python="${NBPAR_PYTHON:-${PYTHON:-python3}}"
+extras="${NBPAR_EXTRAS:-test,jupyter,cluster,bench,dask}"
+lock="$root/requirements/lock.txt"
 stamp="$venv/.nbpar-installed"
-python="${PYTHON:-python3}"
 
 if [ ! -x "$venv/bin/python" ]; then
     if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
@@ -22,14 +29,14 @@ if [ ! -x "$venv/bin/python" ]; then
             exit 1
         fi
     fi
-    echo "setup: creating $venv" >&2
+    echo "setup: creating $venv with $("$python" --version)" >&2
     rm -rf "$venv"
     "$python" -m venv "$venv"
     rm -f "$stamp"
 fi
 
 # The browser tests drive Debian's chromium (never a browser download).
-if [ ! -x /usr/bin/chromium ]; then
+if [ ! -x /usr/bin/chromium ] && [[ ",$extras," == *,jupyter,* ]]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "setup: installing Debian's chromium (for tests/browser)" >&2
         export DEBIAN_FRONTEND=noninteractive
@@ -41,15 +48,25 @@ if [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
-if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] \
+if [ ! -f "$stamp" ] || [ "$root/pyproject.toml" -nt "$stamp" ] || [ "$lock" -nt "$stamp" ] \
+        || [ "$root/requirements/cloudpickle-compat.txt" -nt "$stamp" ] \
         || [ "$root/scripts/setup.sh" -nt "$stamp" ]; then
-    echo "setup: installing nbpar[test,jupyter,cluster,bench,dask] into .venv" >&2
+    echo "setup: installing nbpar[$extras] into $venv, pinned by requirements/lock.txt" >&2
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
     log="$venv/pip-install.log"
-    if ! "$venv/bin/python" -m pip install -q -e "$root[test,jupyter,cluster,bench,dask]" >"$log" 2>&1; then
+    pip=("$venv/bin/python" -m pip install -q)
+    {
+        "${pip[@]}" -c "$lock" -e "$root[$extras]" &&
+        # Other cloudpickle releases, each in its own folder, for the test that worker
+        # tracebacks read the same under each (tests/unit/test_tracebacks_cloudpickle.py).
+        while read -r pin; do
+            case "$pin" in ''|'#'*) continue ;; esac
+            "${pip[@]}" --no-deps --target "$venv/cloudpickle/${pin#cloudpickle==}" "$pin" || exit 1
+        done < "$root/requirements/cloudpickle-compat.txt"
+    } >"$log" 2>&1 || {
         cat "$log" >&2
         echo "setup: pip install failed (log above, also in $log)" >&2
         exit 1
-    fi
+    }
     touch "$stamp"
 fi
