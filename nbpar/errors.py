@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import logging
 import pickle
 import reprlib
 import traceback
@@ -187,7 +188,8 @@ def _text(payload: ErrorPayload) -> str:
         try:
             return tracebacks.render(payload.frames)
         except Exception:  # noqa: BLE001 - never hide the error behind its formatting
-            pass
+            logging.getLogger("nbpar").debug("formatting a worker's frames failed; "
+                                             "its own text is shown", exc_info=True)
     return payload.traceback
 
 
