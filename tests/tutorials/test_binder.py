@@ -88,7 +88,7 @@ def test_runtime_txt_matches_requires_python():
 def test_binder_requirements_run_the_quick_start(tmp_path):
     repo = tmp_path / "repo"  # what repo2docker copies into the image
     shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "artifacts", "build", "dist", "*.egg-info", "__pycache__",
+        ".git", ".venv", ".venv-*", "artifacts", "build", "dist", "*.egg-info", "__pycache__",
         ".pytest_cache", ".ipynb_checkpoints"))
     venv = tmp_path / "binder-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
