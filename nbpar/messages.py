@@ -115,6 +115,7 @@ class WorkerSetup:
     # the caller's world when the worker starts (process workers apply it before anything else)
     argv: tuple | None = None
     environ: dict | None = field(default=None, repr=False)
+    authkey: bytes | None = field(default=None, repr=False)  # so manager proxies connect
 
 
 # ----------------------------------------------------------------------------- on the pipe

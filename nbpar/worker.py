@@ -221,8 +221,12 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
 
 
 def _enter_callers_world(setup: m.WorkerSetup):
-    """Take on the caller's environment, argv, working directory and sys.path as they were
-    when this worker was started, whatever process it was forked from."""
+    """Take on the caller's environment, argv, working directory, sys.path and authkey as
+    they were when this worker was started, whatever process it was forked from. (With the
+    caller's authkey, a proxy to the caller's multiprocessing manager works in a task.)"""
+    if setup.authkey is not None:
+        import multiprocessing
+        multiprocessing.current_process().authkey = setup.authkey
     if setup.environ is not None:
         os.environ.clear()
         os.environ.update(setup.environ)

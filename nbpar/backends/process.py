@@ -174,7 +174,8 @@ def _with_progress(setup, handle):
     worker forked from a server started long ago, or spawned, sees what a forked one sees."""
     from dataclasses import replace
     return replace(setup, progress=handle, sys_path=tuple(sys.path), cwd=_cwd(),
-                   argv=tuple(sys.argv), environ=dict(os.environ))
+                   argv=tuple(sys.argv), environ=dict(os.environ),
+                   authkey=bytes(multiprocessing.current_process().authkey))
 
 
 def _cwd():

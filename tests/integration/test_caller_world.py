@@ -49,3 +49,20 @@ def test_an_unset_variable_is_unset_in_the_workers(method, monkeypatch):
     with nbpar.WorkerPool(1, start_method=method) as pool:
         assert pool.map(world_tasks.world, range(1))[0]["env"] is None
 
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_workers_have_the_callers_authkey(method):
+    with nbpar.WorkerPool(2, start_method=method) as pool:
+        keys = pool.map(world_tasks.authkey, range(2), chunk_size=1)
+    assert keys == [bytes(multiprocessing.current_process().authkey)] * 2
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_a_manager_proxy_travels_as_a_task_argument(method):
+    with multiprocessing.Manager() as manager:
+        shared = manager.dict()
+        with nbpar.WorkerPool(2, start_method=method) as pool:
+            assert pool.starmap(world_tasks.put_in, [(shared, k) for k in range(6)]) == [True] * 6
+        with nbpar.Executor(2, start_method=method) as ex:
+            assert ex.submit(world_tasks.put_in, shared, 10).result(timeout=30) is True
+        assert dict(shared) == {**{k: 2 * k for k in range(6)}, 10: 20}
