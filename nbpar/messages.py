@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ErrorPayload
 
@@ -112,6 +112,10 @@ class WorkerSetup:
     sys_path: tuple = ()
     cwd: str | None = None
     log_level: int | None = None
+    # the caller's world when the worker starts (process workers apply it before anything else)
+    argv: tuple | None = None
+    environ: dict | None = field(default=None, repr=False)
+    authkey: bytes | None = field(default=None, repr=False)  # so manager proxies connect
 
 
 # ----------------------------------------------------------------------------- on the pipe

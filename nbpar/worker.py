@@ -208,8 +208,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     faulthandler.enable(sys.stderr)  # a crash's Python traceback reaches the caller, tagged
-    if setup.sys_path:
-        sys.path[:] = list(setup.sys_path)
+    _enter_callers_world(setup)
     from .shared import ProgressBoard, unpack
     shared = unpack(shared)
     progress = ProgressBoard.attach(setup.progress)
@@ -220,6 +219,27 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
         run(channel, setup, shared, progress)
     finally:
         _flush()
+
+
+def _enter_callers_world(setup: m.WorkerSetup):
+    """Take on the caller's environment, argv, working directory, sys.path and authkey as
+    they were when this worker was started, whatever process it was forked from. (With the
+    caller's authkey, a proxy to the caller's multiprocessing manager works in a task.)"""
+    if setup.authkey is not None:
+        import multiprocessing
+        multiprocessing.current_process().authkey = setup.authkey
+    if setup.environ is not None:
+        os.environ.clear()
+        os.environ.update(setup.environ)
+    if setup.argv is not None:
+        sys.argv[:] = list(setup.argv)
+    if setup.cwd is not None:
+        try:
+            os.chdir(setup.cwd)
+        except OSError:
+            pass  # removed since: the worker keeps the directory it has
+    if setup.sys_path:
+        sys.path[:] = list(setup.sys_path)
 
 
 def fd_of(obj) -> int:

@@ -170,5 +170,16 @@ class ProcessBackend:
 
 
 def _with_progress(setup, handle):
+    """The setup with the worker's progress slot and the caller's world as it is now: a
+    worker forked from a server started long ago, or spawned, sees what a forked one sees."""
     from dataclasses import replace
-    return replace(setup, progress=handle, sys_path=tuple(sys.path))
+    return replace(setup, progress=handle, sys_path=tuple(sys.path), cwd=_cwd(),
+                   argv=tuple(sys.argv), environ=dict(os.environ),
+                   authkey=bytes(multiprocessing.current_process().authkey))
+
+
+def _cwd():
+    try:
+        return os.getcwd()
+    except OSError:  # the caller's directory was removed: the worker keeps its own
+        return None
