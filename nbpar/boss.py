@@ -42,17 +42,22 @@ class ControlPipe:
         self._queue = queue.SimpleQueue()
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)  # a full pipe already holds a wake-up: never block
         self._closed = False
+        self._lock = threading.Lock()  # a send never writes to an fd number close() freed
 
     def fileno(self):
         return self._r
 
     def send(self, msg):
         self._queue.put(msg)
-        try:
-            os.write(self._w, b"\0")
-        except (OSError, ValueError):
-            pass  # the Boss is gone; whoever waits checks for that
+        with self._lock:
+            if self._closed:
+                return  # the Boss is gone; whoever waits checks for that
+            try:
+                os.write(self._w, b"\0")
+            except (BlockingIOError, OSError):
+                pass  # a full pipe has its wake-up byte already
 
     def drain(self) -> list:
         try:
@@ -65,10 +70,12 @@ class ControlPipe:
         return out
 
     def close(self):
-        if not self._closed:
-            self._closed = True
-            os.close(self._r)
-            os.close(self._w)
+        """Free both fds (the Boss's last act): a pool must not cost its process two fds."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self._r)
+                os.close(self._w)
 
 
 class Boss:
@@ -431,6 +438,7 @@ class Boss:
                                      None)
         self.backend.close()
         self._selector.close()
+        self.control.close()
 
 
 def _unpicklable(exc, batch, encode):

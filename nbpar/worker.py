@@ -197,6 +197,7 @@ def _flush():
 def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     """Entry point of a worker process, the same for fork, forkserver and spawn."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _own_process_group()
     _die_with_parent()
     for fd in close_fds:
         try:
@@ -251,6 +252,17 @@ def _redirect(fd, target):
     if fd != target:
         os.dup2(fd, target)
         os.close(fd)
+
+
+def _own_process_group():
+    """Lead a process group of its own, so that when nbpar kills this worker (a timeout,
+    STOP_RIGHTNOW, Ctrl-C) the processes its tasks started go with it (backends/process.py
+    kills the group). SIGINT to the caller's group no longer reaches the worker, which
+    ignored it anyway: the Boss decides what stops."""
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # a session leader already (cannot happen for a forked child; harmless)
 
 
 def _die_with_parent():

@@ -179,6 +179,7 @@ def serve(fd: int) -> None:
 
     from .. import worker
     from ..shared import Packed, unpack
+    from .process import kill_group
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctx = multiprocessing.get_context("fork")
@@ -188,7 +189,7 @@ def serve(fd: int) -> None:
 
     def drop(link):
         for proc in link.procs.values():
-            proc.kill()
+            kill_group(proc.pid)  # the worker and what its tasks started
         for sentinel, proc in list(link.procs.items()):
             proc.join()
             owner.pop(sentinel, None)

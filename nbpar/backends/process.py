@@ -126,11 +126,9 @@ class ProcessBackend:
                             {out_r: "stdout", err_r: "stderr"}, process)
 
     def kill(self, handle) -> bool:
-        """SIGKILL the worker; its sentinel will say when it is gone."""
-        try:
-            os.kill(handle.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        """SIGKILL the worker and its process group (what its tasks started); its sentinel
+        will say when it is gone."""
+        kill_group(handle.pid)
         return False
 
     def exitcode(self, handle, timeout=2.0):
@@ -167,6 +165,17 @@ class ProcessBackend:
             self.packed.release()
             self.packed = None
         self.board.close()
+
+
+def kill_group(pid):
+    """SIGKILL a worker's process group (it leads one: worker.bootstrap), then the worker
+    itself, in case it was killed before it could make its group. The group's id is the
+    worker's pid, which Linux does not reuse while the worker or any of the group lives."""
+    for kill, target in ((os.killpg, pid), (os.kill, pid)):
+        try:
+            kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _with_progress(setup, handle):
