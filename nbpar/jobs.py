@@ -9,8 +9,11 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
+import time
+import weakref
 from collections import OrderedDict
 from concurrent.futures import Future
+from functools import partial
 
 from .errors import SerializationError, describe
 
@@ -21,34 +24,53 @@ STOP_WAIT = 5.0  # seconds a caller waits for STOP_RIGHTNOW to take effect
 
 class FunctionKeys:
     """Gives each function object a key and pickles it once per pool, so a thousand
-    `submit(f, x)` calls send `f` to each worker once, not a thousand times."""
+    `submit(f, x)` calls send `f` to each worker once, not a thousand times.
+
+    A function is held by a weak reference only: once the caller and its calls let go of it
+    (a bound method of a big object, a lambda made per call), it is collected, its entry
+    dropped. A callable that takes no weak reference gets a fresh key per call, pickled
+    each time, rather than being kept alive here.
+    """
 
     def __init__(self, size=256):
-        self._entries: OrderedDict = OrderedDict()  # id(func) -> [func, key, body]
+        self._entries: OrderedDict = OrderedDict()  # id(func) -> [weakref(func), key, body]
         self._keys = itertools.count()
         self._lock = threading.Lock()
         self._size = size
+        self._dead: list = []  # ids whose function was collected (appended by weakref callbacks)
 
     def key(self, func, check=None) -> int:
         """The function's key; `check(func)` runs (and may raise) only on first sight."""
         with self._lock:
+            self._purge()
             entry = self._entries.get(id(func))
-            if entry is not None and entry[0] is func:
+            if entry is not None and entry[0]() is func:
                 self._entries.move_to_end(id(func))
                 return entry[1]
             if check is not None:
                 check(func)
             key = next(self._keys)  # never reused: a worker cannot confuse two functions
-            self._entries[id(func)] = [func, key, None]
+            try:
+                ref = weakref.ref(func, partial(_collected, self._dead, id(func)))
+            except TypeError:
+                return key  # no weak reference: not remembered (see above)
+            self._entries[id(func)] = [ref, key, None]
             if len(self._entries) > self._size:
                 self._entries.popitem(last=False)
             return key
+
+    def _purge(self):
+        while self._dead:
+            ident = self._dead.pop()
+            entry = self._entries.get(ident)
+            if entry is not None and entry[0]() is None:
+                del self._entries[ident]
 
     def body(self, func, encode):
         """The pickled function (in the Boss thread, when a worker first needs it)."""
         with self._lock:
             entry = self._entries.get(id(func))
-            cached = entry[2] if entry is not None and entry[0] is func else None
+            cached = entry[2] if entry is not None and entry[0]() is func else None
         if cached is not None:
             return cached
         try:
@@ -59,9 +81,13 @@ class FunctionKeys:
                 f"workers: {type(exc).__name__}: {exc}") from exc
         with self._lock:
             entry = self._entries.get(id(func))
-            if entry is not None and entry[0] is func:
+            if entry is not None and entry[0]() is func:
                 entry[2] = body
         return body
+
+
+def _collected(dead, ident, _ref):
+    dead.append(ident)  # list.append is atomic: safe from a collection in any thread
 
 
 class _Latch:
@@ -122,6 +148,7 @@ class JobHandle:
     def finish(self, error, report):
         self.error = error
         self.report = report
+        self.func = None  # a finished call holds nothing of the caller's (no stale reference)
         self._done.open()
         if self._stream is not None:
             self._stream.put(_END)
@@ -191,10 +218,17 @@ class JobHandle:
                 return
             yield chunk
 
-    def chunks(self):
-        """Delivered (indices, results) pairs as they come; raises the map's error at the end."""
+    def chunks(self, deadline=None):
+        """Delivered (indices, results) pairs as they come; raises the map's error at the end,
+        and TimeoutError if `deadline` (time.monotonic()) passes before the next one."""
         while True:
-            chunk = self._stream.get()
+            if deadline is None:
+                chunk = self._stream.get()
+            else:
+                try:
+                    chunk = self._stream.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    raise TimeoutError("the map's next result was not ready in time") from None
             if chunk is _END:
                 if self.error is not None:
                     raise self.error

@@ -271,7 +271,9 @@ class WorkerPool(AsyncMaps):
     def apply_async(self, func, args=(), kwargs=None) -> AsyncResult:
         return AsyncResult(self.submit(func, *args, **(kwargs or {})))
 
-    def submit(self, func, *args, **kwargs) -> Future:
+    def submit(self, func, /, *args, **kwargs) -> Future:
+        """One call, func(*args, **kwargs), as a concurrent.futures.Future (keywords named
+        `func` or `self` reach the function too)."""
         key = self._functions.key(func, _check_func)
         future: Future = Future()
         call = func
@@ -360,18 +362,32 @@ class WorkerPool(AsyncMaps):
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
         return job
 
+    def _eager(self, func, items, *, star, chunk_size=None, ordered=True, deadline=None,
+               progress_bar=False):
+        """The results of a map over a list already read, as an iterator: the map is handed
+        to the Boss now and runs to its end whether or not the iterator is read (as
+        concurrent.futures' and multiprocessing's maps do); neither the items nor the results
+        are kept by the pool once handed over (the layers for those APIs, executor.py and
+        mp.py, use it)."""
+        _check_func(func)
+        _check_chunk_size(chunk_size)
+        job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
+                            star=star, chunk_size=chunk_size, keep_results=False)
+        self._submit(job)
+        return self._iterate(job, ordered, progress_bar, deadline)
+
     def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
-    def _iterate(self, job, ordered, progress_bar):
+    def _iterate(self, job, ordered, progress_bar, deadline=None):
         handle = job.handle
         bar = self._progress(job, progress_bar)
         finished = False
         try:
             release = Release(ordered)
-            for indices, results in handle.chunks():
+            for indices, results in handle.chunks(deadline):
                 ready = release.add(indices, results)
                 yield from ready
                 if ready:

@@ -577,8 +577,9 @@ class BossState:
             job.finished_at = now
             job.status = ("failed" if job.stopping == "failed" else
                           "stopped" if job.stopping else "finished")
-            if job.chunker.per_item is not None:
+            if job.chunker.per_item is not None and not job.single:
                 self.learned[job.func_key] = job.chunker.per_item
+            job.func = job.source = None  # nothing more to run: let the caller's objects go
             if not self.keep_alive and not self.jobs and any(s.alive for s in self.slots):
                 self.held.append(job)  # finish once the workers retired (exit results)
             else:
