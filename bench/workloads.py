@@ -254,3 +254,14 @@ WORKLOADS = {
                             "client.map-chunked"]),
     "dask-tiny": (dask_tiny, ["nbpar", "nbpar-dask", "client.map-chunked"]),
 }
+
+
+def _ecosystem(name):
+    """bench/ecosystem.py's workloads, imported when run (they need scikit-learn, pandas)."""
+    def run(systems, repeat, n):
+        from . import ecosystem
+        return getattr(ecosystem, name)(systems, repeat, n)
+    return run
+
+
+WORKLOADS["gridsearch"] = (_ecosystem("gridsearch"), ["joblib-loky", "nbpar-joblib"])

@@ -24,8 +24,37 @@ __all__ = [
     "AsyncResult", "Boss", "Executor", "JobError", "JobsLimit", "LongerFirstScheduler",
     "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Report",
     "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
-    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "run_job", "shared_array",
+    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map", "register_joblib", "register_pandas", "run_job",
+    "shared_array", "thread_map",
 ]
+
+
+def register_joblib(progress_bar=True, keep_workers=True, **pool_options):
+    """Register joblib's parallel backend "nbpar" (`joblib.parallel_config(backend="nbpar")`,
+    then scikit-learn's `n_jobs` runs on an nbpar pool). Returns the handle that steers its
+    calls from another thread: `report()`, `halt()`, `resume()`, `stop(now=False)`.
+    Imports joblib here, not with nbpar."""
+    from .integrations.joblib_backend import register
+    return register(progress_bar=progress_bar, **pool_options)
+
+
+def register_pandas():
+    """Register the pandas accessors `DataFrame.nbpar`, `Series.nbpar` and
+    `DataFrameGroupBy.nbpar` (importing pandas here, not with nbpar)."""
+    from .integrations import pandas_accessor
+    pandas_accessor.register()
+
+
+def process_map(fn, *iterables, **tqdm_kwargs):
+    """tqdm.contrib.concurrent.process_map's drop-in, on an nbpar pool (see tqdm_compat)."""
+    from .integrations.tqdm_compat import process_map as _process_map
+    return _process_map(fn, *iterables, **tqdm_kwargs)
+
+
+def thread_map(fn, *iterables, **tqdm_kwargs):
+    """tqdm.contrib.concurrent.thread_map's drop-in, on an nbpar pool of threads."""
+    from .integrations.tqdm_compat import thread_map as _thread_map
+    return _thread_map(fn, *iterables, **tqdm_kwargs)
 
 
 def __getattr__(name):
