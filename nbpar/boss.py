@@ -227,6 +227,8 @@ class Boss:
             self._drain_outputs(wid)  # prints made before the record come before it
             record = logs.handle_in_caller(msg.record)
             self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
+        elif kind is m.Started:
+            self._handle(st.BatchStarted(wid, msg.batch_id))
         elif kind is m.Ready:
             handle.pid = msg.pid
             if self._measure_rss:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JobSubmitted",
     "WorkerReady",
+    "BatchStarted",
     "BatchDone",
     "BatchFailed",
     "DispatchFailed",
@@ -58,6 +59,14 @@ class JobSubmitted:
 class WorkerReady:
     worker_id: int
     pid: int
+
+
+@dataclass(slots=True)
+class BatchStarted:
+    """The worker has the function and the items: the task's own clock starts now."""
+
+    worker_id: int
+    batch_id: int
 
 
 @dataclass(slots=True)

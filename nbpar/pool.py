@@ -119,7 +119,8 @@ class WorkerPool(AsyncMaps):
         self.shared_objects = shared_objects
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
-            use_worker_state=bool(use_worker_state), log_level=log_level))
+            use_worker_state=bool(use_worker_state), log_level=log_level,
+            report_start=task_timeout is not None and backend != "dask"))
         self._job_ids = itertools.count()
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
@@ -130,6 +131,7 @@ class WorkerPool(AsyncMaps):
         self._min_batch_time = getattr(self._backend, "min_batch_time", None)
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
+                                   clock_at_start=self._setup.flags["report_start"],
                                    max_tasks_per_worker=max_tasks_per_worker)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
         self._boss = Boss(self._backend, self._state, self._setup,

@@ -101,7 +101,8 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
             return  # the Boss is gone
         kind = type(msg)
         if kind is m.Batch:
-            _run_batch(channel, msg, funcs[msg.func_key], leading, progress, wid)
+            _run_batch(channel, msg, funcs[msg.func_key], leading, progress, wid,
+                       setup.report_start)
         elif kind is m.Func:
             try:
                 funcs[msg.key] = decode(msg.body)
@@ -132,7 +133,7 @@ def _raise(exc, *args):
     raise exc
 
 
-def _run_batch(channel, msg, func, leading, progress, wid):
+def _run_batch(channel, msg, func, leading, progress, wid, report_start=False):
     progress[wid] = 0  # a crash while unpickling this batch is not its predecessor's
     try:
         items = channel.decode(msg.body)
@@ -141,6 +142,8 @@ def _run_batch(channel, msg, func, leading, progress, wid):
                                  f"worker: {type(exc).__name__}: {exc}")
         channel.send(m.Failed(msg.batch_id, 0.0, channel.encode([]), capture(err)))
         return
+    if report_start:
+        channel.send(m.Started(msg.batch_id))
     call = partial(func, *leading) if leading else func
     results = []
     append = results.append
