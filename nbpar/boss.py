@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import replace
 from functools import partial
 from multiprocessing.connection import wait
 
@@ -351,6 +352,9 @@ class Boss:
         elif kind is st.RetireWorker:
             self._send(instr.worker_id, m.Retire())
         elif kind is st.ForgetFunc:
+            handle = self.handles.get(instr.worker_id)
+            if handle is not None:
+                handle.inherited.discard(instr.key)
             self._send(instr.worker_id, m.Forget(instr.key))
         elif kind is st.Reply:
             if not instr.reply.done():
@@ -361,8 +365,11 @@ class Boss:
             pass  # the loop ends on state.shut_down
 
     def _start_worker(self, wid):
+        # the functions of the running maps: a forked worker inherits them as they are
+        setup = self.make_setup(wid)
+        funcs = {job.func_key: job.func for job in self.state.jobs if job.active}
         try:
-            handle = self.backend.start(self.make_setup(wid))
+            handle = self.backend.start(replace(setup, funcs=funcs or None))
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.StartFailed(wid, exc))
             return
@@ -381,8 +388,9 @@ class Boss:
         job = batch.job
         ch = handle.channel
         try:
-            if instr.send_func:
-                ch.send(m.Func(job.func_key, job.handle.func_body(ch.encode)))
+            if instr.send_func and job.func_key not in handle.inherited:
+                ch.send(m.Func(job.func_key,
+                               job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.DispatchFailed(wid, batch.batch_id,

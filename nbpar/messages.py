@@ -120,6 +120,7 @@ class WorkerSetup:
     cwd: str | None = None
     log_level: int | None = None
     report_start: bool = False  # send Started before each batch (task_timeout's clock)
+    funcs: dict | None = None  # key -> function, inherited (fork, threads): never pickled
     # the caller's world when the worker starts (process workers apply it before anything else)
     argv: tuple | None = None
     environ: dict | None = field(default=None, repr=False)

@@ -125,7 +125,8 @@ class WorkerPool(AsyncMaps):
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
         self._closed = False
-        self._backend = make_backend(start_method, n_jobs, shared_objects, backend=backend,
+        self._backend = make_backend(start_method, n_jobs, shared_objects,
+                                     hooks=(worker_init, worker_exit), backend=backend,
                                      client=client)
         self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
         self._min_batch_time = getattr(self._backend, "min_batch_time", None)
@@ -454,7 +455,9 @@ class WorkerPool(AsyncMaps):
 
 
 class _SetupFactory:
-    """What each new worker is told about its pool (hooks pickled once)."""
+    """What each new worker is told about its pool. Threads get the hooks as they are, Dask
+    pickled once; worker processes get them with the shared objects (backends/process.py),
+    so the setup carries none."""
 
     def __init__(self, start_method, hooks, flags):
         self.start_method = start_method
@@ -466,6 +469,8 @@ class _SetupFactory:
         if self._encoded is None:
             if self.start_method == "threading":
                 self._encoded = self.hooks
+            elif self.start_method in ("fork", "forkserver", "spawn"):
+                self._encoded = (None, None)
             else:
                 import cloudpickle
                 self._encoded = tuple(cloudpickle.dumps(h) if h is not None else None

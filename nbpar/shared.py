@@ -88,8 +88,9 @@ class _Collector:
         return len(self.fds) - 1
 
 
-def pack(obj) -> Packed:
-    """Pickle shared objects once for spawn/forkserver workers."""
+def pack(obj, with_memo=False):
+    """Pickle shared objects once for spawn/forkserver workers. With `with_memo`, also the
+    pickler's memo (id -> (index, object)): what a later pickle may refer to (bundle.py)."""
     import cloudpickle
     from multiprocessing import synchronize
     from multiprocessing.reduction import ForkingPickler
@@ -110,24 +111,30 @@ def pack(obj) -> Packed:
             return super().reducer_override(value)
 
     buf = io.BytesIO()
+    pickler = SharedPickler(buf, protocol=5)
     _mp_context.set_spawning_popen(collector)
     try:
-        SharedPickler(buf, protocol=5).dump(obj)
+        pickler.dump(obj)
     except Exception:
         for seg in segments:
             _unlink(seg)
         raise
     finally:
         _mp_context.set_spawning_popen(None)
-    return Packed(buf.getvalue(), collector.fds, segments)
+    packed = Packed(buf.getvalue(), collector.fds, segments)
+    return (packed, pickler.memo.copy()) if with_memo else packed
 
 
-def unpack(obj):
-    """In a worker or the fork server: the shared objects back from `pack`."""
+def unpack(obj, with_memo=False):
+    """In a worker or the fork server: the shared objects back from `pack` (with
+    `with_memo`, also the unpickler's memo: index -> object)."""
     if not isinstance(obj, Packed):
-        return obj
+        return (obj, {}) if with_memo else obj
     _received_fds[:] = obj.fds
-    return pickle.loads(obj.data)
+    if not with_memo:
+        return pickle.loads(obj.data)
+    unpickler = pickle.Unpickler(io.BytesIO(obj.data))
+    return unpickler.load(), unpickler.memo.copy()
 
 
 def _is_array(value) -> bool:

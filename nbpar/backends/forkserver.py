@@ -178,7 +178,8 @@ def serve(fd: int) -> None:
     import cloudpickle  # noqa: F401 - loaded once here, so forked workers start warm
 
     from .. import worker
-    from ..shared import Packed, unpack
+    from ..bundle import open_bundle
+    from ..shared import Packed
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctx = multiprocessing.get_context("fork")
@@ -215,7 +216,8 @@ def serve(fd: int) -> None:
                     drop(link)
                     continue
                 try:
-                    _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
+                    _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links,
+                                     owner)
                 except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
                     conn.send(("error", f"{type(exc).__name__}: {exc}"))
             elif conn in owner:  # (a link dropped earlier in this round took its sentinels)
@@ -228,7 +230,7 @@ def serve(fd: int) -> None:
                     pass
 
 
-def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner):
+def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, owner):
     kind = msg[0]
     if kind == "path":
         link.sys_path = msg[1]
@@ -240,7 +242,7 @@ def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
     elif kind == "share":
         fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
         sys.path[:] = link.sys_path
-        link.shared = None if msg[1] is None else unpack(Packed(msg[1], fds))
+        link.shared = None if msg[1] is None else open_bundle(Packed(msg[1], fds))
     elif kind == "spawn":
         setup = pickle.loads(msg[1])
         conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)

@@ -2,8 +2,9 @@
 
 Each worker gets a duplex pipe for messages, two pipes for its stdout and stderr, and the
 slot of a progress board. What differs is only how the process comes to life: forked from the
-caller, forked from nbpar's fork server (which holds the shared objects), or spawned fresh
-with the packed shared objects as an argument.
+caller, forked from nbpar's fork server (which holds the shared objects and hooks), or spawned
+fresh with them packed as an argument. Under fork, the functions of the maps running when a
+worker starts are inherited too (`WorkerSetup.funcs`); the other methods get them pickled.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import signal
 import sys
 from multiprocessing.connection import Pipe
 
+from dataclasses import replace
+
 from .. import worker
+from ..bundle import Bundle
 from ..messages import WorkerSetup, from_wire, to_wire
-from ..shared import Packed, ProgressBoard, pack
+from ..shared import ProgressBoard
 from . import WorkerHandle
 
 
@@ -61,12 +65,12 @@ def _detach(dupfd):
 class ProcessBackend:
     can_kill = True
 
-    def __init__(self, start_method, n_workers, shared_objects):
+    def __init__(self, start_method, n_workers, shared_objects, hooks=(None, None)):
         self.method = start_method
         self.board = ProgressBoard(n_workers, named=start_method != "fork")
         self.link = None
-        self.packed: Packed | None = None
-        self.shared = None
+        self.hooks = tuple(hooks)  # worker_init, worker_exit: they travel with the objects
+        self.bundle: Bundle | None = None
         try:
             if start_method == "forkserver":
                 from .forkserver import ServerLink
@@ -77,16 +81,16 @@ class ProcessBackend:
             raise
 
     def prepare(self, obj):
-        """In the caller's thread: pickle the objects once (errors surface at the call)."""
-        packed = None if self.method == "fork" or obj is None else pack(obj)
-        return obj, packed
+        """In the caller's thread: the objects and hooks as one bundle, pickled once unless
+        the workers fork from here (a pickling error surfaces at the call, named)."""
+        objects = (obj, *self.hooks)
+        return Bundle.inherited(objects) if self.method == "fork" else Bundle.packed_from(objects)
 
-    def apply(self, prepared):
+    def apply(self, bundle):
         """Use new shared objects for the workers started from now on."""
-        old = self.packed
-        self.shared, self.packed = prepared
+        old, self.bundle = self.bundle, bundle
         if self.link is not None:
-            self.link.share(self.packed)
+            self.link.share(bundle.packed)
         if old is not None:
             old.release()
 
@@ -98,6 +102,9 @@ class ProcessBackend:
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         setup = _with_progress(setup, self.board.handle)
+        inherited = set(setup.funcs or ()) if self.method == "fork" else set()
+        if not inherited:
+            setup = replace(setup, funcs=None)  # pickled for the others: sent when needed
         parent, child = Pipe(duplex=True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -108,10 +115,10 @@ class ProcessBackend:
             else:
                 ctx = multiprocessing.get_context(self.method)
                 if self.method == "fork":
-                    args = (child, out_w, err_w, setup, self.shared)
+                    args = (child, out_w, err_w, setup, self.bundle.objects)
                 else:
-                    shared = self.packed if self.packed is not None else self.shared
-                    args = (child, _InheritFd(out_w), _InheritFd(err_w), setup, shared)
+                    args = (child, _InheritFd(out_w), _InheritFd(err_w), setup,
+                            self.bundle.packed)
                 process = ctx.Process(target=worker.bootstrap, args=args,
                                       name=f"nbpar-worker-{setup.worker_id}", daemon=True)
                 process.start()
@@ -123,7 +130,8 @@ class ProcessBackend:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
-                            {out_r: "stdout", err_r: "stderr"}, process)
+                            {out_r: "stdout", err_r: "stderr"}, process,
+                            encode_func=self.bundle.encode_func, inherited=inherited)
 
     def kill(self, handle) -> bool:
         """SIGKILL the worker; its sentinel will say when it is gone."""
@@ -163,9 +171,9 @@ class ProcessBackend:
         if self.link is not None:
             self.link.close()
             self.link = None
-        if self.packed is not None:
-            self.packed.release()
-            self.packed = None
+        if self.bundle is not None:
+            self.bundle.release()
+            self.bundle = None
         self.board.close()
 
 
