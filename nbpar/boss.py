@@ -172,8 +172,8 @@ class Boss:
             self._read_output(wid, obj)
         elif kind == "sentinel":
             self._on_gone(wid)
-        else:
-            self.backend.on_extra_ready(obj)
+        elif self.backend.on_extra_ready(obj):
+            self._forget(obj)
 
     def _on_control(self, msg):
         if isinstance(msg, Signal):
@@ -267,7 +267,7 @@ class Boss:
             self._forget(obj)
         self._deferred.pop(wid, None)
         self.backend.release(handle)
-        self._handle(st.WorkerDied(wid, exitcode, position))
+        self._handle(st.WorkerDied(wid, exitcode, position, handle.lost))
 
     def _watch(self, obj, kind, wid):
         entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
@@ -374,6 +374,9 @@ class Boss:
             self._events.append(st.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
+        for extra in self.backend.extra_waitables():  # e.g. the link to a new fork server
+            if extra not in self._waitables:
+                self._watch(extra, "extra", None)
         self._watch(handle.channel, "channel", wid)
         if handle.sentinel is not None:
             self._watch(handle.sentinel, "sentinel", wid)

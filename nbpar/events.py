@@ -102,6 +102,7 @@ class WorkerDied:
     worker_id: int
     exitcode: int | None
     position: int | None = None  # where in its current batch the worker was
+    cause: str | None = None  # what killed it, when the backend knows (its fork server died)
 
 
 @dataclass(slots=True)

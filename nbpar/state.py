@@ -295,8 +295,8 @@ class BossState:
             if self.clock_at_start and culprit.started_at is None:
                 what = f"the set-up (unpickling the function or the items) of {what}"
             exc = WorkerDiedError(
-                f"worker {ev.worker_id} died ({describe_exit(ev.exitcode)}) while running "
-                f"{what}; the pool replaces it",
+                f"worker {ev.worker_id} died ({ev.cause or describe_exit(ev.exitcode)}) while "
+                f"running {what}; the pool replaces it",
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
             self._task_error(culprit.job, item, index, ev.worker_id, exc)
@@ -307,8 +307,9 @@ class BossState:
         elif was == "starting" and reason is None:
             self.init_broken = True
             exc = WorkerDiedError(
-                f"worker {ev.worker_id} died while starting ({describe_exit(ev.exitcode)}), "
-                f"before or during worker_init", worker_id=ev.worker_id, exitcode=ev.exitcode)
+                f"worker {ev.worker_id} died while starting "
+                f"({ev.cause or describe_exit(ev.exitcode)}), before or during worker_init",
+                worker_id=ev.worker_id, exitcode=ev.exitcode)
             for job in list(self.jobs):
                 self._fail(job, exc)
         for batch in reversed(batches):  # never started, or interrupted: back to their map

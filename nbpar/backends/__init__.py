@@ -22,6 +22,7 @@ class WorkerHandle:
     process: object = None  # backend-specific
     encode_func: object = None  # how a function is pickled for it (None: channel.encode)
     inherited: set = field(default_factory=set)  # keys of the functions it was started with
+    lost: str | None = None  # set by the backend when it died of something else's death
 
 
 def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None), backend=None,

@@ -10,6 +10,10 @@ workers; the server forks them, so they share those objects copy-on-write.
 On a link: ("share", data, nfds)+fds, ("spawn", setup)+[conn, stdout, stderr] answered by
 ("spawned", pid)+[sentinel], and later ("exited", pid, exitcode). The server exits, killing
 its workers, when the caller goes away; workers die with the server (PDEATHSIG).
+
+The server can die too (the OOM killer picks the largest process, and it holds the shared
+objects). A link then says so (`dead`, `death`): its workers' deaths are named after the
+server's, and the next `get_server()` starts a new one.
 """
 
 from __future__ import annotations
@@ -85,6 +89,8 @@ def get_server() -> _Server:
     global _server
     with _server_lock:
         if _server is None or not _server.alive():
+            if _server is not None:
+                _server.stop()  # dead: close our end, reap it
             _server = _Server()
         return _server
 
@@ -111,9 +117,11 @@ class ServerLink:
     """One pool's own connection to the fork server."""
 
     def __init__(self):
-        self.conn = get_server().open_link()
+        self.server = get_server()
+        self.conn = self.server.open_link()
         self.conn.send(("path", list(sys.path), os.getcwd()))
         self.exits: dict[int, int | None] = {}
+        self.dead = False  # the server is gone: nothing more comes on this link
 
     def fileno(self):
         return self.conn.fileno()
@@ -127,10 +135,18 @@ class ServerLink:
             _send_fds(self.conn, packed.fds)
 
     def spawn(self, setup, fds):
-        self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
-        _send_fds(self.conn, fds)
+        try:
+            self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
+            _send_fds(self.conn, fds)
+        except OSError:
+            self.dead = True
+            raise
         while True:
-            msg = self.conn.recv()
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                self.dead = True
+                raise
             if msg[0] == "spawned":
                 (sentinel,) = _recv_fds(self.conn, 1)
                 return msg[1], sentinel
@@ -143,13 +159,30 @@ class ServerLink:
             raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
 
     def read_pending(self):
-        while self.conn.poll():
-            self._note(self.conn.recv())
+        try:
+            while not self.dead and self.conn.poll():
+                self._note(self.conn.recv())
+        except (EOFError, OSError):
+            self.dead = True
 
     def exitcode(self, pid, timeout):
-        if pid not in self.exits and self.conn.poll(timeout):
+        if pid not in self.exits and not self.dead and self.conn.poll(timeout):
             self.read_pending()
         return self.exits.get(pid)
+
+    def death(self) -> str:
+        """How the server ended, for the errors of the workers that died with it."""
+        code = self.server.proc.poll()
+        if code is None:
+            how = "closed its link"
+        elif code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}({code})"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return f"nbpar's fork server {how}, and its workers with it"
 
     def forget(self, pid, sentinel):
         self.exits.pop(pid, None)

@@ -97,8 +97,20 @@ class ProcessBackend:
     def extra_waitables(self):
         return [self.link] if self.link is not None else []
 
-    def on_extra_ready(self, obj):
+    def on_extra_ready(self, obj) -> bool:
+        """News from the fork server; True when the link is dead (stop watching it)."""
+        if obj is not self.link:
+            return True  # a link replaced since
         self.link.read_pending()
+        return self.link.dead
+
+    def _relink(self):
+        """After the fork server's death: a new server (started on demand), the bundle sent
+        to it again. Workers already forked are gone with the old one."""
+        from .forkserver import ServerLink
+        self.link.close()
+        self.link = ServerLink()
+        self.link.share(self.bundle.packed)
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         setup = _with_progress(setup, self.board.handle)
@@ -110,7 +122,17 @@ class ProcessBackend:
         err_r, err_w = os.pipe()
         try:
             if self.method == "forkserver":
-                pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
+                if self.link.dead:
+                    self._relink()
+                try:
+                    pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
+                except (EOFError, OSError) as exc:
+                    if not self.link.dead:
+                        raise
+                    from ..errors import WorkerDiedError
+                    raise WorkerDiedError(
+                        f"worker {setup.worker_id} could not start: "
+                        f"{self.link.death()}", worker_id=setup.worker_id) from exc
                 process = pid
             else:
                 ctx = multiprocessing.get_context(self.method)
@@ -143,7 +165,10 @@ class ProcessBackend:
 
     def exitcode(self, handle, timeout=2.0):
         if self.method == "forkserver":
-            return self.link.exitcode(handle.pid, timeout)
+            code = self.link.exitcode(handle.pid, timeout)
+            if code is None and self.link.dead:
+                handle.lost = self.link.death()
+            return code
         handle.process.join(timeout)
         return handle.process.exitcode
 
