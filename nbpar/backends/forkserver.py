@@ -7,8 +7,14 @@ started once per caller process (as `python -m nbpar.backends.forkserver FD`) an
 between pools. Each pool opens its own link to it, sends its shared objects once, and asks for
 workers; the server forks them, so they share those objects copy-on-write.
 
-On a link: ("share", data, nfds)+fds, ("spawn", setup)+[conn, stdout, stderr] answered by
-("spawned", pid)+[sentinel], and later ("exited", pid, exitcode). The server exits, killing
+On a link: ("share", data, nfds)+fds, ("preload", [module names]), ("spawn", setup)+[conn,
+stdout, stderr] answered by ("spawned", pid)+[sentinel], and later ("exited", pid, exitcode).
+
+The server comes to hold what workers need before it forks them: unpickling a pool's shared
+objects and hooks imports their modules in the server, and "preload" imports the modules a
+pool's functions name (only modules the caller has imported; an import that fails is left to
+the workers, which import on their own and report the error as they would anyway). So the
+second and later pools of a session start with those modules loaded. The server exits, killing
 its workers, when the caller goes away; workers die with the server (PDEATHSIG).
 
 The server can die too (the OOM killer picks the largest process, and it holds the shared
@@ -122,6 +128,7 @@ class ServerLink:
         self.conn.send(("path", list(sys.path), os.getcwd()))
         self.exits: dict[int, int | None] = {}
         self.dead = False  # the server is gone: nothing more comes on this link
+        self.preloaded: set[str] = set()  # module names sent to be imported
 
     def fileno(self):
         return self.conn.fileno()
@@ -133,6 +140,16 @@ class ServerLink:
         self.conn.send(("share", packed.data, len(packed.fds)))
         if packed.fds:
             _send_fds(self.conn, packed.fds)
+
+    def preload(self, modules):
+        """Ask the server to import these modules (once each, before the next fork)."""
+        new = [name for name in modules if name not in self.preloaded]
+        if new:
+            self.preloaded.update(new)
+            try:
+                self.conn.send(("preload", new))
+            except OSError:
+                self.dead = True
 
     def spawn(self, setup, fds):
         try:
@@ -272,6 +289,10 @@ def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, o
             os.chdir(msg[2])
         except OSError:
             pass
+    elif kind == "preload":
+        sys.path[:] = link.sys_path
+        for name in msg[1]:
+            _import_quietly(name)
     elif kind == "share":
         fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
         sys.path[:] = link.sys_path
@@ -292,6 +313,18 @@ def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, o
         owner[proc.sentinel] = link
         link.conn.send(("spawned", proc.pid))
         _send_fds(link.conn, [proc.sentinel])
+
+
+def _import_quietly(name):
+    """Import a module in the server; a failure leaves it to the workers to import it (and
+    report what goes wrong) as they would without the server's help."""
+    if name in sys.modules:
+        return
+    import importlib
+    try:
+        importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - SystemExit included: the server must go on
+        sys.modules.pop(name, None)
 
 
 if __name__ == "__main__":

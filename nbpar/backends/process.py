@@ -19,7 +19,7 @@ from multiprocessing.connection import Pipe
 from dataclasses import replace
 
 from .. import worker
-from ..bundle import Bundle
+from ..bundle import Bundle, preloadable
 from ..messages import WorkerSetup, from_wire, to_wire
 from ..shared import ProgressBoard
 from . import WorkerHandle
@@ -71,6 +71,7 @@ class ProcessBackend:
         self.link = None
         self.hooks = tuple(hooks)  # worker_init, worker_exit: they travel with the objects
         self.bundle: Bundle | None = None
+        self.no_preload: set[str] = set()  # sent to a fork server that then died
         try:
             if start_method == "forkserver":
                 from .forkserver import ServerLink
@@ -108,6 +109,7 @@ class ProcessBackend:
         """After the fork server's death: a new server (started on demand), the bundle sent
         to it again. Workers already forked are gone with the old one."""
         from .forkserver import ServerLink
+        self.no_preload |= self.link.preloaded  # one of them may be what killed it
         self.link.close()
         self.link = ServerLink()
         self.link.share(self.bundle.packed)
@@ -115,6 +117,7 @@ class ProcessBackend:
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         setup = _with_progress(setup, self.board.handle)
         inherited = set(setup.funcs or ()) if self.method == "fork" else set()
+        setup_funcs = setup.funcs or {}
         if not inherited:
             setup = replace(setup, funcs=None)  # pickled for the others: sent when needed
         parent, child = Pipe(duplex=True)
@@ -124,6 +127,7 @@ class ProcessBackend:
             if self.method == "forkserver":
                 if self.link.dead:
                     self._relink()
+                self._preload(setup_funcs)
                 try:
                     pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
                 except (EOFError, OSError) as exc:
@@ -154,6 +158,17 @@ class ProcessBackend:
         return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
                             {out_r: "stdout", err_r: "stderr"}, process,
                             encode_func=self.bundle.encode_func, inherited=inherited)
+
+    def _preload(self, funcs):
+        """Have the fork server import the modules these functions name (pickling them here
+        also fills the bundle's cache: the Boss sends the same bytes)."""
+        modules = set()
+        for func in funcs.values():
+            try:
+                modules |= self.bundle.modules(func)
+            except Exception:  # noqa: BLE001 - the Boss reports an unpicklable func
+                continue
+        self.link.preload([m for m in preloadable(modules) if m not in self.no_preload])
 
     def kill(self, handle) -> bool:
         """SIGKILL the worker; its sentinel will say when it is gone."""
