@@ -21,7 +21,7 @@ from dataclasses import replace
 from .. import worker
 from ..bundle import Bundle, preloadable
 from ..messages import WorkerSetup, from_wire, to_wire
-from ..shared import ProgressBoard
+from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
 
 
@@ -85,7 +85,11 @@ class ProcessBackend:
         """In the caller's thread: the objects and hooks as one bundle, pickled once unless
         the workers fork from here (a pickling error surfaces at the call, named)."""
         objects = (obj, *self.hooks)
-        return Bundle.inherited(objects) if self.method == "fork" else Bundle.packed_from(objects)
+        if self.method == "fork":
+            return Bundle.inherited(objects)
+        bundle = Bundle.packed_from(objects)
+        warn_if_copied(bundle.packed, self.method)
+        return bundle
 
     def apply(self, bundle):
         """Use new shared objects for the workers started from now on."""
