@@ -181,6 +181,24 @@ def control(systems, repeat, n):
                   "≤ 0.1 s after halt; ≤ 1 s for stop(now) and a killed worker")
 
 
+def session(systems, repeat, n):
+    """Ten pools in a row over a SciPy filter and a shared 20 MB image, each run in a fresh
+    interpreter (bench/session.py): what the first pool pays, and what the later ones do."""
+    runs = _interleaved(systems, max(1, repeat // 3),
+                        lambda name: _in_subprocess(["bench.session", name, str(n)]))
+    result = Result("session", "10 pools in a row: 16 × scipy.ndimage.gaussian_filter over "
+                    "a shared 20 MB image, fresh interpreter (imports paid in the run)", "s",
+                    "nbpar-fork", {name: [r["total"] for r in rs] for name, rs in runs.items()},
+                    "nbpar ≤ the fastest peer (mp.Pool, joblib/loky, MPIRE); ≤ 1.1 × nbpar-fork")
+    result.extra["first pool's share of the run"] = {
+        name: statistics.median(r["first"] / r["total"] for r in rs) for name, rs in runs.items()}
+    fork_later = statistics.median(r["later"] for r in runs.get("nbpar-fork", runs[systems[0]]))
+    result.extra["a later pool ÷ nbpar-fork's"] = {
+        name: statistics.median(r["later"] for r in rs) / fork_later
+        for name, rs in runs.items()}
+    return result
+
+
 @contextmanager
 def _opened(systems, n):
     """One instance of each system, all closed at the end whatever happens."""
@@ -250,6 +268,7 @@ WORKLOADS = {
                         "mpire-spawn"]),
     "imap-memory": (imap_memory, ["nbpar", "mp.Pool-fork"]),
     "control": (control, ["nbpar"]),
+    "session": (session, ["nbpar", "nbpar-fork", "mp.Pool-fork", "joblib-loky", "mpire"]),
     "dask-cpu": (dask_cpu, ["nbpar", "nbpar-dask", "dask.bag", "client.map",
                             "client.map-chunked"]),
     "dask-tiny": (dask_tiny, ["nbpar", "nbpar-dask", "client.map-chunked"]),

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import replace
 from functools import partial
 from multiprocessing.connection import wait
 
@@ -178,8 +179,8 @@ class Boss:
             self._read_output(wid, obj)
         elif kind == "sentinel":
             self._on_gone(wid)
-        else:
-            self.backend.on_extra_ready(obj)
+        elif self.backend.on_extra_ready(obj):
+            self._forget(obj)
 
     def _on_control(self, msg):
         if isinstance(msg, Signal):
@@ -234,6 +235,8 @@ class Boss:
             self._drain_outputs(wid)  # prints made before the record come before it
             record = logs.handle_in_caller(msg.record)
             self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
+        elif kind is m.Started:
+            self._handle(st.BatchStarted(wid, msg.batch_id))
         elif kind is m.Ready:
             handle.pid = msg.pid
             if self._measure_rss:
@@ -271,7 +274,7 @@ class Boss:
             self._forget(obj)
         self._deferred.pop(wid, None)
         self.backend.release(handle)
-        self._handle(st.WorkerDied(wid, exitcode, position))
+        self._handle(st.WorkerDied(wid, exitcode, position, handle.lost))
 
     def _watch(self, obj, kind, wid):
         entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
@@ -356,6 +359,9 @@ class Boss:
         elif kind is st.RetireWorker:
             self._send(instr.worker_id, m.Retire())
         elif kind is st.ForgetFunc:
+            handle = self.handles.get(instr.worker_id)
+            if handle is not None:
+                handle.inherited.discard(instr.key)
             self._send(instr.worker_id, m.Forget(instr.key))
         elif kind is st.Reply:
             if not instr.reply.done():
@@ -366,12 +372,18 @@ class Boss:
             pass  # the loop ends on state.shut_down
 
     def _start_worker(self, wid):
+        # the functions of the running maps: a forked worker inherits them as they are
+        setup = self.make_setup(wid)
+        funcs = {job.func_key: job.func for job in self.state.jobs if job.active}
         try:
-            handle = self.backend.start(self.make_setup(wid))
+            handle = self.backend.start(replace(setup, funcs=funcs or None))
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
+        for extra in self.backend.extra_waitables():  # e.g. the link to a new fork server
+            if extra not in self._waitables:
+                self._watch(extra, "extra", None)
         self._watch(handle.channel, "channel", wid)
         if handle.sentinel is not None:
             self._watch(handle.sentinel, "sentinel", wid)
@@ -386,8 +398,9 @@ class Boss:
         job = batch.job
         ch = handle.channel
         try:
-            if instr.send_func:
-                ch.send(m.Func(job.func_key, job.handle.func_body(ch.encode)))
+            if instr.send_func and job.func_key not in handle.inherited:
+                ch.send(m.Func(job.func_key,
+                               job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.DispatchFailed(wid, batch.batch_id,

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "JobSubmitted",
     "WorkerReady",
+    "BatchStarted",
     "BatchDone",
     "BatchFailed",
     "DispatchFailed",
@@ -61,6 +62,14 @@ class WorkerReady:
 
 
 @dataclass(slots=True)
+class BatchStarted:
+    """The worker has the function and the items: the task's own clock starts now."""
+
+    worker_id: int
+    batch_id: int
+
+
+@dataclass(slots=True)
 class BatchDone:
     worker_id: int
     batch_id: int
@@ -93,6 +102,7 @@ class WorkerDied:
     worker_id: int
     exitcode: int | None
     position: int | None = None  # where in its current batch the worker was
+    cause: str | None = None  # what killed it, when the backend knows (its fork server died)
 
 
 @dataclass(slots=True)

@@ -33,7 +33,7 @@ class FunctionKeys:
     """
 
     def __init__(self, size=256):
-        self._entries: OrderedDict = OrderedDict()  # id(func) -> [weakref(func), key, body]
+        self._entries: OrderedDict = OrderedDict()  # id(func) -> [weakref(func), key, (encode, body)]
         self._keys = itertools.count()
         self._lock = threading.Lock()
         self._size = size
@@ -67,22 +67,24 @@ class FunctionKeys:
                 del self._entries[ident]
 
     def body(self, func, encode):
-        """The pickled function (in the Boss thread, when a worker first needs it)."""
+        """The pickled function (in the Boss thread, when a worker first needs it). A body
+        made by another `encode` (the shared objects changed: their references with them)
+        is made again."""
         with self._lock:
             entry = self._entries.get(id(func))
             cached = entry[2] if entry is not None and entry[0]() is func else None
-        if cached is not None:
-            return cached
+        if cached is not None and cached[0] == encode:
+            return cached[1]
         try:
             body = encode(func)
         except Exception as exc:  # noqa: BLE001
             raise SerializationError(
-                f"the function {describe(func)} cannot be pickled to be sent to the "
-                f"workers: {type(exc).__name__}: {exc}") from exc
+                f"func ({describe(func)}) cannot be pickled to be sent to the workers: "
+                f"{type(exc).__name__}: {exc}") from exc
         with self._lock:
             entry = self._entries.get(id(func))
             if entry is not None and entry[0]() is func:
-                entry[2] = body
+                entry[2] = (encode, body)
         return body
 
 

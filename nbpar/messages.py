@@ -68,6 +68,13 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
+class Started:
+    """Sent under task_timeout when a batch's first task starts (its set-up is over)."""
+
+    batch_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class InitFailed:
     error: ErrorPayload
 
@@ -112,6 +119,8 @@ class WorkerSetup:
     sys_path: tuple = ()
     cwd: str | None = None
     log_level: int | None = None
+    report_start: bool = False  # send Started before each batch (task_timeout's clock)
+    funcs: dict | None = None  # key -> function, inherited (fork, threads): never pickled
     # the caller's world when the worker starts (process workers apply it before anything else)
     argv: tuple | None = None
     environ: dict | None = field(default=None, repr=False)

@@ -120,17 +120,20 @@ class WorkerPool(AsyncMaps):
         self.shared_objects = shared_objects
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
-            use_worker_state=bool(use_worker_state), log_level=log_level))
+            use_worker_state=bool(use_worker_state), log_level=log_level,
+            report_start=task_timeout is not None and backend != "dask"))
         self._job_ids = itertools.count()
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
         self._closed = False
-        self._backend = make_backend(start_method, n_jobs, shared_objects, backend=backend,
+        self._backend = make_backend(start_method, n_jobs, shared_objects,
+                                     hooks=(worker_init, worker_exit), backend=backend,
                                      client=client)
         self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
         self._min_batch_time = getattr(self._backend, "min_batch_time", None)
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
+                                   clock_at_start=self._setup.flags["report_start"],
                                    max_tasks_per_worker=max_tasks_per_worker)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
         self._boss = Boss(self._backend, self._state, self._setup,
@@ -469,7 +472,9 @@ class WorkerPool(AsyncMaps):
 
 
 class _SetupFactory:
-    """What each new worker is told about its pool (hooks pickled once)."""
+    """What each new worker is told about its pool. Threads get the hooks as they are, Dask
+    pickled once; worker processes get them with the shared objects (backends/process.py),
+    so the setup carries none."""
 
     def __init__(self, start_method, hooks, flags):
         self.start_method = start_method
@@ -481,6 +486,8 @@ class _SetupFactory:
         if self._encoded is None:
             if self.start_method == "threading":
                 self._encoded = self.hooks
+            elif self.start_method in ("fork", "forkserver", "spawn"):
+                self._encoded = (None, None)
             else:
                 self._encoded = tuple(tracebacks.dumps_by_value(h) if h is not None else None
                                       for h in self.hooks)

@@ -28,6 +28,7 @@ from multiprocessing import context as _mp_context
 
 from . import tracebacks
 
+LARGE_COPY = 100 * 2**20  # plain arrays copied into shared memory past this: a warning
 _received_fds: list[int] = []  # fds that came with the packed objects, in this process
 _attached: list = []  # shared-memory segments this process maps for its shared objects
 _segment_ids = itertools.count()
@@ -40,6 +41,7 @@ class Packed:
         self.data = data
         self.fds = fds
         self.segments = list(segments)  # caller side only: SharedMemory objects to unlink
+        self.copied = sum(seg.size for seg in self.segments)  # bytes of plain arrays copied
 
     def __reduce__(self):  # pickled by multiprocessing while it spawns a worker
         from multiprocessing import reduction
@@ -50,6 +52,31 @@ class Packed:
         for seg in self.segments:
             _unlink(seg)
         self.segments.clear()
+
+
+def warn_if_copied(packed, start_method):
+    """A large plain array among the shared objects costs the process tree two copies under
+    forkserver and spawn: the caller's own, which no other process can map, and the shared
+    one. Say so, and how to keep one (measured: 2.00 copies of a 400 MB array against 1.00
+    with nbpar.shared_array; bench/memory.py)."""
+    if packed.copied < LARGE_COPY:
+        return
+    import warnings
+    warnings.warn(
+        f"{packed.copied / 2**20:.0f} MB of plain NumPy arrays among the shared objects were "
+        f"copied into shared memory for start_method={start_method!r}: the caller's arrays "
+        f"and the shared copy make 2 copies. To keep one, create the array with "
+        f"nbpar.shared_array (or share nbpar.shared_array(arr) and drop arr), or use "
+        f"start_method='fork'", UserWarning, stacklevel=_outside_nbpar())
+
+
+def _outside_nbpar() -> int:
+    """The stacklevel of the first frame outside nbpar: the user's line that shared."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _rebuild_packed(data, dupfds):
@@ -90,8 +117,9 @@ class _Collector:
         return len(self.fds) - 1
 
 
-def pack(obj) -> Packed:
-    """Pickle shared objects once for spawn/forkserver workers."""
+def pack(obj, with_memo=False):
+    """Pickle shared objects once for spawn/forkserver workers. With `with_memo`, also the
+    pickler's memo (id -> (index, object)): what a later pickle may refer to (bundle.py)."""
     from multiprocessing import synchronize
     from multiprocessing.reduction import ForkingPickler
 
@@ -111,24 +139,30 @@ def pack(obj) -> Packed:
             return super().reducer_override(value)
 
     buf = io.BytesIO()
+    pickler = SharedPickler(buf, protocol=5)
     _mp_context.set_spawning_popen(collector)
     try:
-        SharedPickler(buf, protocol=5).dump(obj)
+        pickler.dump(obj)
     except Exception:
         for seg in segments:
             _unlink(seg)
         raise
     finally:
         _mp_context.set_spawning_popen(None)
-    return Packed(buf.getvalue(), collector.fds, segments)
+    packed = Packed(buf.getvalue(), collector.fds, segments)
+    return (packed, pickler.memo.copy()) if with_memo else packed
 
 
-def unpack(obj):
-    """In a worker or the fork server: the shared objects back from `pack`."""
+def unpack(obj, with_memo=False):
+    """In a worker or the fork server: the shared objects back from `pack` (with
+    `with_memo`, also the unpickler's memo: index -> object)."""
     if not isinstance(obj, Packed):
-        return obj
+        return (obj, {}) if with_memo else obj
     _received_fds[:] = obj.fds
-    return pickle.loads(obj.data)
+    if not with_memo:
+        return pickle.loads(obj.data)
+    unpickler = pickle.Unpickler(io.BytesIO(obj.data))
+    return unpickler.load(), unpickler.memo.copy()
 
 
 def _is_array(value) -> bool:

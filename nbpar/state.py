@@ -24,7 +24,7 @@ from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedErr
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
 from .events import (ApplyShared, BatchDone, BatchFailed, CancelJob, DeadlinePassed, Deliver,
-                     Dispatch, DispatchFailed, FinishJob, ForgetFunc, JobSubmitted, KillWorker,
+                     BatchStarted, Dispatch, DispatchFailed, FinishJob, ForgetFunc, JobSubmitted, KillWorker,
                      Reply, Reshare, ResultsConsumed, RetireWorker, Shutdown, SignalReceived,
                      StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
                      WorkerInitFailed, WorkerMeasured, WorkerReady)  # noqa: F401
@@ -102,8 +102,9 @@ class TaskBatch:
     indices: Any  # range or tuple of input indices
     items: list
     worker_id: int
-    started_at: float | None = None
+    started_at: float | None = None  # task_timeout's clock: when its first task started
     memory: float = 0.0  # declared by its map
+    dispatched_at: float | None = None
 
 
 @dataclass(eq=False)
@@ -142,6 +143,7 @@ def describe_exit(exitcode) -> str:
     return f"exit code {exitcode}"
 
 
+SETUP_TIMEOUT = 60.0  # seconds a dispatched batch may take to start (unpickling, imports)
 FUNCS_PER_WORKER = 64  # functions a worker keeps unpickled (the oldest are forgotten)
 HISTORY = 100  # finished maps' reports kept for schedulers
 
@@ -151,13 +153,20 @@ class BossState:
 
     def __init__(self, n_workers: int, *, scheduler: Scheduler | None = None,
                  keep_alive: bool = False, task_timeout: float | None = None,
-                 max_tasks_per_worker: int | None = None, positions=None):
+                 max_tasks_per_worker: int | None = None, positions=None,
+                 clock_at_start: bool = False, setup_timeout: float | None = None):
         self.slots = [WorkerSlot(i) for i in range(n_workers)]
         self.scheduler = scheduler or Scheduler()
         # a scheduler that keeps Scheduler.capacity admits everything: no need to count
         self._capped = type(self.scheduler).capacity is not Scheduler.capacity
         self.keep_alive = keep_alive
         self.task_timeout = task_timeout
+        # With workers that say when a batch starts (BatchStarted), task_timeout counts the
+        # task's own run time; what comes before it (unpickling the function, importing its
+        # modules, unpickling the items) has a deadline of its own, named as such.
+        self.clock_at_start = clock_at_start and task_timeout is not None
+        self.setup_timeout = (setup_timeout if setup_timeout is not None else
+                              max(SETUP_TIMEOUT, task_timeout or 0.0))
         self.max_tasks = max_tasks_per_worker
         self.positions = positions  # worker id -> position in its batch (read-only view)
         self.jobs: list[Job] = []  # active, in submission order
@@ -186,16 +195,22 @@ class BossState:
     def next_deadline(self) -> float | None:
         if self.task_timeout is None:
             return None
-        starts = [s.queue[0].started_at for s in self.slots
-                  if s.queue and s.queue[0].started_at is not None and s.kill_reason is None]
-        return min(starts) + self.task_timeout if starts else None
+        deadlines = [d for s in self.slots if s.queue and s.kill_reason is None
+                     and (d := self._deadline(s.queue[0])) is not None]
+        return min(deadlines) if deadlines else None
 
     def overdue(self, now: float) -> list[int]:
         if self.task_timeout is None:
             return []
         return [s.id for s in self.slots if s.queue and s.kill_reason is None
-                and s.queue[0].started_at is not None
-                and now >= s.queue[0].started_at + self.task_timeout]
+                and (d := self._deadline(s.queue[0])) is not None and now >= d]
+
+    def _deadline(self, batch) -> float | None:
+        if batch.started_at is not None:
+            return batch.started_at + self.task_timeout
+        if self.clock_at_start and batch.dispatched_at is not None:
+            return batch.dispatched_at + self.setup_timeout
+        return None
 
     # -- events
     def _on_JobSubmitted(self, ev, now, out):
@@ -222,6 +237,12 @@ class BossState:
         if slot.state == "starting":
             slot.state = "idle"
             slot.pid = ev.pid
+
+    def _on_BatchStarted(self, ev, now, out):
+        for batch in self.slots[ev.worker_id].queue:
+            if batch.batch_id == ev.batch_id:
+                batch.started_at = now
+                return
 
     def _on_BatchDone(self, ev, now, out):
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
@@ -271,9 +292,11 @@ class BossState:
             what = (f"item {describe(item)} (index {index})" if span == 1 else
                     f"one of the {span} items from index {index} (the first: {describe(item)};"
                     f" chunk_size=1 names the very item)")
+            if self.clock_at_start and culprit.started_at is None:
+                what = f"the set-up (unpickling the function or the items) of {what}"
             exc = WorkerDiedError(
-                f"worker {ev.worker_id} died ({describe_exit(ev.exitcode)}) while running "
-                f"{what}; the pool replaces it",
+                f"worker {ev.worker_id} died ({ev.cause or describe_exit(ev.exitcode)}) while "
+                f"running {what}; the pool replaces it",
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
             self._task_error(culprit.job, item, index, ev.worker_id, exc)
@@ -284,8 +307,9 @@ class BossState:
         elif was == "starting" and reason is None:
             self.init_broken = True
             exc = WorkerDiedError(
-                f"worker {ev.worker_id} died while starting ({describe_exit(ev.exitcode)}), "
-                f"before or during worker_init", worker_id=ev.worker_id, exitcode=ev.exitcode)
+                f"worker {ev.worker_id} died while starting "
+                f"({ev.cause or describe_exit(ev.exitcode)}), before or during worker_init",
+                worker_id=ev.worker_id, exitcode=ev.exitcode)
             for job in list(self.jobs):
                 self._fail(job, exc)
         for batch in reversed(batches):  # never started, or interrupted: back to their map
@@ -349,9 +373,16 @@ class BossState:
             return
         batch = slot.queue[0]
         item, index = batch.items[0], batch.indices[0]
-        exc = TaskTimeoutError(
-            f"item {describe(item)} (index {index}) ran longer than task_timeout="
-            f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
+        if batch.started_at is None:
+            exc = TaskTimeoutError(
+                f"item {describe(item)} (index {index}) did not start within "
+                f"{self.setup_timeout} s on worker {slot.id}: the worker hung in set-up, "
+                f"unpickling the function or the items (importing their modules), before "
+                f"the task; the worker is replaced")
+        else:
+            exc = TaskTimeoutError(
+                f"item {describe(item)} (index {index}) ran longer than task_timeout="
+                f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
         self._kill(slot, "timeout")
         self._task_error(batch.job, item, index, slot.id, exc)
 
@@ -377,7 +408,8 @@ class BossState:
             return slot, None
         batch.job.in_flight.pop(batch_id, None)
         if slot.queue:
-            slot.queue[0].started_at = slot.queue[0].started_at or now
+            if not self.clock_at_start:
+                slot.queue[0].started_at = slot.queue[0].started_at or now
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -496,7 +528,8 @@ class BossState:
             if taken is None:
                 continue
             batch = TaskBatch(next(self._batch_ids), job, taken[0], taken[1], slot.id,
-                              None if queued else now)
+                              None if queued or self.clock_at_start else now,
+                              dispatched_at=now)
             if job.memory is not None:
                 batch.memory = max(job.memory(item) for item in batch.items)
             job.in_flight[batch.batch_id] = batch

@@ -74,8 +74,10 @@ class PipeChannel:
     decode = staticmethod(pickle.loads)
 
 
-def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
-    """The worker loop: init, then batches until told to retire, then exit hook."""
+def run(channel, setup: m.WorkerSetup, shared, progress, hooks=None, load_func=None) -> None:
+    """The worker loop: init, then batches until told to retire, then exit hook. Process
+    workers pass the hooks they got with the shared objects, and how to load a function
+    that refers to them (bundle.py); threads and Dask take both from the setup."""
     wid = setup.worker_id
     leading = []
     if setup.pass_worker_id:
@@ -85,7 +87,11 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
     if setup.use_worker_state:
         leading.append({})
     decode = channel.decode
-    init = decode(setup.worker_init) if setup.worker_init is not None else None
+    load_func = load_func or decode
+    if hooks is not None:
+        init = hooks[0]
+    else:
+        init = decode(setup.worker_init) if setup.worker_init is not None else None
     if init is not None:
         try:
             init(*leading)
@@ -94,7 +100,7 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
             channel.send(m.InitFailed(capture(exc)))
             return
     channel.send(m.Ready(os.getpid()))
-    funcs = {}
+    funcs = dict(setup.funcs or {})
     while True:
         try:
             msg = channel.recv()
@@ -102,10 +108,11 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
             return  # the Boss is gone
         kind = type(msg)
         if kind is m.Batch:
-            _run_batch(channel, msg, funcs[msg.func_key], leading, progress, wid)
+            _run_batch(channel, msg, funcs[msg.func_key], leading, progress, wid,
+                       setup.report_start)
         elif kind is m.Func:
             try:
-                funcs[msg.key] = decode(msg.body)
+                funcs[msg.key] = load_func(msg.body)
             except BaseException as exc:  # noqa: BLE001
                 funcs[msg.key] = partial(_raise, SerializationError(
                     f"the function could not be unpickled in the worker: {exc!r}"))
@@ -113,7 +120,10 @@ def run(channel, setup: m.WorkerSetup, shared, progress) -> None:
             funcs.pop(msg.key, None)
         elif kind is m.Retire:
             break
-    exit_hook = decode(setup.worker_exit) if setup.worker_exit is not None else None
+    if hooks is not None:
+        exit_hook = hooks[1]
+    else:
+        exit_hook = decode(setup.worker_exit) if setup.worker_exit is not None else None
     result, error = None, None
     if exit_hook is not None:
         try:
@@ -133,7 +143,7 @@ def _raise(exc, *args):
     raise exc
 
 
-def _run_batch(channel, msg, func, leading, progress, wid):
+def _run_batch(channel, msg, func, leading, progress, wid, report_start=False):
     progress[wid] = 0  # a crash while unpickling this batch is not its predecessor's
     try:
         items = channel.decode(msg.body)
@@ -142,6 +152,8 @@ def _run_batch(channel, msg, func, leading, progress, wid):
                                  f"worker: {type(exc).__name__}: {exc}")
         channel.send(m.Failed(msg.batch_id, 0.0, channel.encode([]), capture(err)))
         return
+    if report_start:
+        channel.send(m.Started(msg.batch_id))
     call = partial(func, *leading) if leading else func
     results = []
     append = results.append
@@ -195,7 +207,8 @@ def _flush():
 # ----------------------------------------------------------------------------- processes
 
 def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
-    """Entry point of a worker process, the same for fork, forkserver and spawn."""
+    """Entry point of a worker process, the same for fork, forkserver and spawn. `shared` is
+    the pool's bundle: shared objects, worker_init and worker_exit (bundle.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _own_process_group()
     _die_with_parent()
@@ -210,14 +223,16 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     faulthandler.enable(sys.stderr)  # a crash's Python traceback reaches the caller, tagged
     _enter_callers_world(setup)
-    from .shared import ProgressBoard, unpack
-    shared = unpack(shared)
+    from .bundle import open_bundle
+    from .shared import ProgressBoard
+    bundle = open_bundle(shared)
     progress = ProgressBoard.attach(setup.progress)
     channel = PipeChannel(conn)
     from . import logs
     logs.install(lambda record: channel.send(m.Log(record)), setup.worker_id, setup.log_level)
     try:
-        run(channel, setup, shared, progress)
+        run(channel, setup, bundle.shared, progress, (bundle.init, bundle.exit),
+            bundle.load_func)
     finally:
         _flush()
 

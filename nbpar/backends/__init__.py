@@ -20,12 +20,17 @@ class WorkerHandle:
     sentinel: object = None  # waitable; ready when the worker is gone
     outputs: dict = field(default_factory=dict)  # fd -> "stdout" | "stderr"
     process: object = None  # backend-specific
+    encode_func: object = None  # how a function is pickled for it (None: channel.encode)
+    inherited: set = field(default_factory=set)  # keys of the functions it was started with
+    lost: str | None = None  # set by the backend when it died of something else's death
 
 
-def make_backend(start_method, n_workers, shared_objects, *, backend=None, client=None):
+def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None), backend=None,
+                 client=None):
     """The backend a pool's Boss drives. A backend may say how many workers it has
     (`n_workers`, e.g. Dask's thread count when n_workers is None) and the shortest batch
-    worth sending (`min_batch_time`)."""
+    worth sending (`min_batch_time`). Process backends take worker_init and worker_exit
+    (`hooks`) with the shared objects; the others get them in each WorkerSetup."""
     if backend == "dask":
         try:
             from .dask import DaskBackend
@@ -37,4 +42,4 @@ def make_backend(start_method, n_workers, shared_objects, *, backend=None, clien
         from .thread import ThreadBackend
         return ThreadBackend(n_workers, shared_objects)
     from .process import ProcessBackend
-    return ProcessBackend(start_method, n_workers, shared_objects)
+    return ProcessBackend(start_method, n_workers, shared_objects, hooks)

@@ -7,9 +7,19 @@ started once per caller process (as `python -m nbpar.backends.forkserver FD`) an
 between pools. Each pool opens its own link to it, sends its shared objects once, and asks for
 workers; the server forks them, so they share those objects copy-on-write.
 
-On a link: ("share", data, nfds)+fds, ("spawn", setup)+[conn, stdout, stderr] answered by
-("spawned", pid)+[sentinel], and later ("exited", pid, exitcode). The server exits, killing
+On a link: ("share", data, nfds)+fds, ("preload", [module names]), ("spawn", setup)+[conn,
+stdout, stderr] answered by ("spawned", pid)+[sentinel], and later ("exited", pid, exitcode).
+
+The server comes to hold what workers need before it forks them: unpickling a pool's shared
+objects and hooks imports their modules in the server, and "preload" imports the modules a
+pool's functions name (only modules the caller has imported; an import that fails is left to
+the workers, which import on their own and report the error as they would anyway). So the
+second and later pools of a session start with those modules loaded. The server exits, killing
 its workers, when the caller goes away; workers die with the server (PDEATHSIG).
+
+The server can die too (the OOM killer picks the largest process, and it holds the shared
+objects). A link then says so (`dead`, `death`): its workers' deaths are named after the
+server's, and the next `get_server()` starts a new one.
 """
 
 from __future__ import annotations
@@ -85,6 +95,8 @@ def get_server() -> _Server:
     global _server
     with _server_lock:
         if _server is None or not _server.alive():
+            if _server is not None:
+                _server.stop()  # dead: close our end, reap it
             _server = _Server()
         return _server
 
@@ -111,9 +123,12 @@ class ServerLink:
     """One pool's own connection to the fork server."""
 
     def __init__(self):
-        self.conn = get_server().open_link()
+        self.server = get_server()
+        self.conn = self.server.open_link()
         self.conn.send(("path", list(sys.path), os.getcwd()))
         self.exits: dict[int, int | None] = {}
+        self.dead = False  # the server is gone: nothing more comes on this link
+        self.preloaded: set[str] = set()  # module names sent to be imported
 
     def fileno(self):
         return self.conn.fileno()
@@ -126,11 +141,29 @@ class ServerLink:
         if packed.fds:
             _send_fds(self.conn, packed.fds)
 
+    def preload(self, modules):
+        """Ask the server to import these modules (once each, before the next fork)."""
+        new = [name for name in modules if name not in self.preloaded]
+        if new:
+            self.preloaded.update(new)
+            try:
+                self.conn.send(("preload", new))
+            except OSError:
+                self.dead = True
+
     def spawn(self, setup, fds):
-        self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
-        _send_fds(self.conn, fds)
+        try:
+            self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
+            _send_fds(self.conn, fds)
+        except OSError:
+            self.dead = True
+            raise
         while True:
-            msg = self.conn.recv()
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):
+                self.dead = True
+                raise
             if msg[0] == "spawned":
                 (sentinel,) = _recv_fds(self.conn, 1)
                 return msg[1], sentinel
@@ -143,13 +176,30 @@ class ServerLink:
             raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
 
     def read_pending(self):
-        while self.conn.poll():
-            self._note(self.conn.recv())
+        try:
+            while not self.dead and self.conn.poll():
+                self._note(self.conn.recv())
+        except (EOFError, OSError):
+            self.dead = True
 
     def exitcode(self, pid, timeout):
-        if pid not in self.exits and self.conn.poll(timeout):
+        if pid not in self.exits and not self.dead and self.conn.poll(timeout):
             self.read_pending()
         return self.exits.get(pid)
+
+    def death(self) -> str:
+        """How the server ended, for the errors of the workers that died with it."""
+        code = self.server.proc.poll()
+        if code is None:
+            how = "closed its link"
+        elif code < 0:
+            try:
+                how = f"was killed by signal {signal.Signals(-code).name}({code})"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}"
+        return f"nbpar's fork server {how}, and its workers with it"
 
     def forget(self, pid, sentinel):
         self.exits.pop(pid, None)
@@ -178,7 +228,8 @@ def serve(fd: int) -> None:
     import cloudpickle  # noqa: F401 - loaded once here, so forked workers start warm
 
     from .. import worker
-    from ..shared import Packed, unpack
+    from ..bundle import open_bundle
+    from ..shared import Packed
     from .process import kill_group
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -216,7 +267,8 @@ def serve(fd: int) -> None:
                     drop(link)
                     continue
                 try:
-                    _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
+                    _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links,
+                                     owner)
                 except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
                     conn.send(("error", f"{type(exc).__name__}: {exc}"))
             elif conn in owner:  # (a link dropped earlier in this round took its sentinels)
@@ -229,7 +281,7 @@ def serve(fd: int) -> None:
                     pass
 
 
-def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner):
+def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, owner):
     kind = msg[0]
     if kind == "path":
         link.sys_path = msg[1]
@@ -238,10 +290,14 @@ def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
             os.chdir(msg[2])
         except OSError:
             pass
+    elif kind == "preload":
+        sys.path[:] = link.sys_path
+        for name in msg[1]:
+            _import_quietly(name)
     elif kind == "share":
         fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
         sys.path[:] = link.sys_path
-        link.shared = None if msg[1] is None else unpack(Packed(msg[1], fds))
+        link.shared = None if msg[1] is None else open_bundle(Packed(msg[1], fds))
     elif kind == "spawn":
         setup = pickle.loads(msg[1])
         conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)
@@ -258,6 +314,18 @@ def _on_link_message(link, msg, ctx, worker, Packed, unpack, main, links, owner)
         owner[proc.sentinel] = link
         link.conn.send(("spawned", proc.pid))
         _send_fds(link.conn, [proc.sentinel])
+
+
+def _import_quietly(name):
+    """Import a module in the server; a failure leaves it to the workers to import it (and
+    report what goes wrong) as they would without the server's help."""
+    if name in sys.modules:
+        return
+    import importlib
+    try:
+        importlib.import_module(name)
+    except BaseException:  # noqa: BLE001 - SystemExit included: the server must go on
+        sys.modules.pop(name, None)
 
 
 if __name__ == "__main__":

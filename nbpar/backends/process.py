@@ -2,8 +2,9 @@
 
 Each worker gets a duplex pipe for messages, two pipes for its stdout and stderr, and the
 slot of a progress board. What differs is only how the process comes to life: forked from the
-caller, forked from nbpar's fork server (which holds the shared objects), or spawned fresh
-with the packed shared objects as an argument.
+caller, forked from nbpar's fork server (which holds the shared objects and hooks), or spawned
+fresh with them packed as an argument. Under fork, the functions of the maps running when a
+worker starts are inherited too (`WorkerSetup.funcs`); the other methods get them pickled.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import signal
 import sys
 from multiprocessing.connection import Pipe
 
+from dataclasses import replace
+
 from .. import worker
+from ..bundle import Bundle, preloadable
 from ..messages import WorkerSetup, from_wire, to_wire
-from ..shared import Packed, ProgressBoard, pack
+from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
 
 
@@ -61,12 +65,13 @@ def _detach(dupfd):
 class ProcessBackend:
     can_kill = True
 
-    def __init__(self, start_method, n_workers, shared_objects):
+    def __init__(self, start_method, n_workers, shared_objects, hooks=(None, None)):
         self.method = start_method
         self.board = ProgressBoard(n_workers, named=start_method != "fork")
         self.link = None
-        self.packed: Packed | None = None
-        self.shared = None
+        self.hooks = tuple(hooks)  # worker_init, worker_exit: they travel with the objects
+        self.bundle: Bundle | None = None
+        self.no_preload: set[str] = set()  # sent to a fork server that then died
         try:
             if start_method == "forkserver":
                 from .forkserver import ServerLink
@@ -77,41 +82,73 @@ class ProcessBackend:
             raise
 
     def prepare(self, obj):
-        """In the caller's thread: pickle the objects once (errors surface at the call)."""
-        packed = None if self.method == "fork" or obj is None else pack(obj)
-        return obj, packed
+        """In the caller's thread: the objects and hooks as one bundle, pickled once unless
+        the workers fork from here (a pickling error surfaces at the call, named)."""
+        objects = (obj, *self.hooks)
+        if self.method == "fork":
+            return Bundle.inherited(objects)
+        bundle = Bundle.packed_from(objects)
+        warn_if_copied(bundle.packed, self.method)
+        return bundle
 
-    def apply(self, prepared):
+    def apply(self, bundle):
         """Use new shared objects for the workers started from now on."""
-        old = self.packed
-        self.shared, self.packed = prepared
+        old, self.bundle = self.bundle, bundle
         if self.link is not None:
-            self.link.share(self.packed)
+            self.link.share(bundle.packed)
         if old is not None:
             old.release()
 
     def extra_waitables(self):
         return [self.link] if self.link is not None else []
 
-    def on_extra_ready(self, obj):
+    def on_extra_ready(self, obj) -> bool:
+        """News from the fork server; True when the link is dead (stop watching it)."""
+        if obj is not self.link:
+            return True  # a link replaced since
         self.link.read_pending()
+        return self.link.dead
+
+    def _relink(self):
+        """After the fork server's death: a new server (started on demand), the bundle sent
+        to it again. Workers already forked are gone with the old one."""
+        from .forkserver import ServerLink
+        self.no_preload |= self.link.preloaded  # one of them may be what killed it
+        self.link.close()
+        self.link = ServerLink()
+        self.link.share(self.bundle.packed)
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         setup = _with_progress(setup, self.board.handle)
+        inherited = set(setup.funcs or ()) if self.method == "fork" else set()
+        setup_funcs = setup.funcs or {}
+        if not inherited:
+            setup = replace(setup, funcs=None)  # pickled for the others: sent when needed
         parent, child = Pipe(duplex=True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
             if self.method == "forkserver":
-                pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
+                if self.link.dead:
+                    self._relink()
+                self._preload(setup_funcs)
+                try:
+                    pid, sentinel = self.link.spawn(setup, [child.fileno(), out_w, err_w])
+                except (EOFError, OSError) as exc:
+                    if not self.link.dead:
+                        raise
+                    from ..errors import WorkerDiedError
+                    raise WorkerDiedError(
+                        f"worker {setup.worker_id} could not start: "
+                        f"{self.link.death()}", worker_id=setup.worker_id) from exc
                 process = pid
             else:
                 ctx = multiprocessing.get_context(self.method)
                 if self.method == "fork":
-                    args = (child, out_w, err_w, setup, self.shared)
+                    args = (child, out_w, err_w, setup, self.bundle.objects)
                 else:
-                    shared = self.packed if self.packed is not None else self.shared
-                    args = (child, _InheritFd(out_w), _InheritFd(err_w), setup, shared)
+                    args = (child, _InheritFd(out_w), _InheritFd(err_w), setup,
+                            self.bundle.packed)
                 process = ctx.Process(target=worker.bootstrap, args=args,
                                       name=f"nbpar-worker-{setup.worker_id}", daemon=True)
                 process.start()
@@ -123,7 +160,19 @@ class ProcessBackend:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
-                            {out_r: "stdout", err_r: "stderr"}, process)
+                            {out_r: "stdout", err_r: "stderr"}, process,
+                            encode_func=self.bundle.encode_func, inherited=inherited)
+
+    def _preload(self, funcs):
+        """Have the fork server import the modules these functions name (pickling them here
+        also fills the bundle's cache: the Boss sends the same bytes)."""
+        modules = set()
+        for func in funcs.values():
+            try:
+                modules |= self.bundle.modules(func)
+            except Exception:  # noqa: BLE001 - the Boss reports an unpicklable func
+                continue
+        self.link.preload([m for m in preloadable(modules) if m not in self.no_preload])
 
     def kill(self, handle) -> bool:
         """SIGKILL the worker and its process group (what its tasks started); its sentinel
@@ -133,7 +182,10 @@ class ProcessBackend:
 
     def exitcode(self, handle, timeout=2.0):
         if self.method == "forkserver":
-            return self.link.exitcode(handle.pid, timeout)
+            code = self.link.exitcode(handle.pid, timeout)
+            if code is None and self.link.dead:
+                handle.lost = self.link.death()
+            return code
         handle.process.join(timeout)
         return handle.process.exitcode
 
@@ -161,9 +213,9 @@ class ProcessBackend:
         if self.link is not None:
             self.link.close()
             self.link = None
-        if self.packed is not None:
-            self.packed.release()
-            self.packed = None
+        if self.bundle is not None:
+            self.bundle.release()
+            self.bundle = None
         self.board.close()
 
 

@@ -131,3 +131,34 @@ def test_shared_array_travels_by_name_without_a_copy(method):
     assert all(total == float(data.sum()) for _, total in out)
     assert len(during - before) == 1  # only the progress board: the array was not copied
     del data
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_large_plain_array_warns_and_points_to_shared_array(method, monkeypatch):
+    import nbpar.shared as shared_mod
+    monkeypatch.setattr(shared_mod, "LARGE_COPY", 2**20)  # 1 MB stands for a large array
+    arr = np.ones(2**18)  # 2 MB
+    with pytest.warns(UserWarning, match=r"2 MB of plain NumPy arrays.*2 copies.*"
+                                         r"nbpar\.shared_array") as record:
+        pool = nbpar.WorkerPool(2, start_method=method, shared_objects={"arr": arr})
+    assert record[0].filename == __file__  # the user's line, not nbpar's
+    with pool:
+        assert pool.map(tasks.array_in_shm, range(2))[0][1] == float(arr.sum())
+        with pytest.warns(UserWarning, match="shared_array"):
+            pool.set_shared_objects({"arr": arr})
+
+
+@pytest.mark.parametrize("method,how", [("fork", "plain"), ("forkserver", "shared_array"),
+                                        ("spawn", "shared_array"), ("forkserver", "small")])
+def test_no_warning_when_nothing_large_is_copied(method, how, monkeypatch):
+    import warnings
+
+    import nbpar.shared as shared_mod
+    monkeypatch.setattr(shared_mod, "LARGE_COPY", 2**20)
+    arr = np.ones(2**10 if how == "small" else 2**18)
+    if how == "shared_array":
+        arr = nbpar.shared_array(arr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with nbpar.WorkerPool(2, start_method=method, shared_objects={"arr": arr}) as pool:
+            assert pool.map(tasks.array_in_shm, range(2))[0][1] == float(arr.sum())

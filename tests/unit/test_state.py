@@ -580,6 +580,39 @@ def test_task_timeout_kills_the_worker_and_fails_the_map():
     assert ids(out, st.StartWorker) == [0]
 
 
+def test_task_timeout_counts_from_the_tasks_own_start_not_its_dispatch():
+    pool = Pool(1, task_timeout=0.1, clock_at_start=True, setup_timeout=30)
+    pool.submit(make_job(range(2)))
+    assert dispatched(pool.ready(0, now=0.0)) == [(0, [0], False)]
+    assert pool.state.next_deadline() == 30.0      # set-up: unpickling, imports
+    assert pool.feed(st.Tick(), now=1.5) == []     # a 1.5 s import is no task timeout
+    pool.feed(st.BatchStarted(0, pool.head(0).batch_id), now=1.5)
+    assert pool.state.next_deadline() == pytest.approx(1.6)
+    out = pool.done(0, elapsed=0.01, now=1.51)
+    assert dispatched(out) == [(0, [1], False)]
+    assert pool.state.next_deadline() == pytest.approx(31.51)
+
+
+def test_a_hang_in_set_up_is_named_as_such():
+    pool = Pool(1, task_timeout=0.1, clock_at_start=True, setup_timeout=30)
+    pool.submit(make_job(range(2)))
+    pool.ready(0, now=0.0)
+    assert pool.feed(st.Tick(), now=29.9) == []
+    assert summary(pool.feed(st.Tick(), now=30.0)) == [("KillWorker", 0)]
+    err = finish(pool.died(0, -9, now=30.1)).error
+    assert isinstance(err, TaskTimeoutError)
+    assert "item 0 (index 0) did not start within 30 s" in str(err) and "set-up" in str(err)
+
+
+def test_a_crash_in_set_up_is_named_as_such():
+    pool = Pool(1, task_timeout=0.1, clock_at_start=True)
+    pool.submit(make_job(range(2)))
+    pool.ready(0, now=0.0)
+    err = finish(pool.died(0, -11, now=0.5)).error
+    assert isinstance(err, WorkerDiedError)
+    assert "set-up (unpickling the function or the items) of item 0 (index 0)" in str(err)
+
+
 def test_no_deadline_without_task_timeout():
     pool = Pool(1, keep_alive=True)
     pool.submit(make_job(range(3)))

@@ -1,0 +1,235 @@
+"""What every worker of a pool holds, as one: the shared objects, worker_init and worker_exit.
+
+They go to the workers together, so that what they have in common stays one object in each
+worker: with `WorkerPool(worker_exit=actor.get_popular).map(actor.add_document, docs)` (MPIRE's
+idiom) every worker has one `actor`, its own, and worker_exit reports what the tasks added.
+
+- fork: nothing is pickled. The workers inherit the objects as they are.
+- forkserver, spawn: the three are pickled once, in one stream (`shared.pack`); the fork server
+  or the spawned worker unpickles them once.
+
+A function reaches a worker later, per map. It is pickled with references into the bundle:
+an object the bundle holds (the `actor` of a bound method, a shared dict a partial names) is
+sent as its place in the bundle -- the index pickle gave it, or under fork its address, which
+the forked worker shares -- and the worker resolves it to its own copy. So the function and
+the hooks see one object, and a function's reference to a large shared object costs nothing.
+
+While pickling a function, the names of the modules it refers to are noted, so that the fork
+server can import them ahead of the workers (`modules`).
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+import types
+from functools import partial
+
+from .errors import SerializationError, describe
+
+_ATOMS = (str, bytes, int, float, complex, bool, type(None))
+_PARTS = ("shared_objects", "worker_init", "worker_exit")
+_ROOTS_MAX = 10_000  # objects of a fork bundle that functions may refer to
+
+
+class Bundle:
+    """The caller's side: the objects, their packed form (None under fork), and the table of
+    objects a function may refer to (id -> (reference, object))."""
+
+    def __init__(self, objects, refs, packed=None):
+        self.objects = objects  # (shared_objects, worker_init, worker_exit)
+        self.refs = refs
+        self.packed = packed
+        self._recent: dict = {}  # id(func) -> (func, body, modules): the last few pickled
+
+    @classmethod
+    def inherited(cls, objects) -> "Bundle":
+        """Under fork: nothing pickled; functions refer to the objects by address."""
+        return cls(objects, {id(o): (id(o), o) for o in _roots(objects)})
+
+    @classmethod
+    def packed_from(cls, objects) -> "Bundle":
+        """Under forkserver and spawn: one pickle for the three (arrays in shared memory)."""
+        from .shared import pack
+        try:
+            packed, memo = pack(objects, with_memo=True)
+        except Exception as exc:  # noqa: BLE001 - name which of the three cannot go
+            raise _named(objects, exc) from exc
+        refs = {key: entry for key, entry in memo.items()
+                if not isinstance(entry[1], _ATOMS)}
+        return cls(objects, refs, packed)
+
+    def encode_func(self, func) -> bytes:
+        """The function pickled with references into this bundle (in the Boss's thread)."""
+        return self._encode(func)[0]
+
+    def modules(self, func) -> set:
+        """The modules the function refers to, as pickling it found them."""
+        return self._encode(func)[1]
+
+    def _encode(self, func):
+        hit = self._recent.get(id(func))
+        if hit is not None and hit[0] is func:
+            return hit[1], hit[2]
+        body, modules = dumps_with_refs(func, self.refs)
+        if len(self._recent) >= 8:
+            self._recent.pop(next(iter(self._recent)))
+        self._recent[id(func)] = (func, body, modules)
+        return body, modules
+
+    def release(self):
+        if self.packed is not None:
+            self.packed.release()
+        self._recent.clear()
+
+
+class Opened:
+    """The worker's side (or the fork server's): the three objects, and what a function's
+    references resolve to (reference -> object)."""
+
+    def __init__(self, objects, memo):
+        self.shared, self.init, self.exit = objects
+        self.memo = memo
+
+    def load_func(self, body):
+        if not self.memo:
+            return pickle.loads(body)
+        return _RefUnpickler(io.BytesIO(body), self.memo).load()
+
+
+def open_bundle(obj) -> Opened:
+    """In a worker or the fork server: a Packed bundle unpickled, a forked one taken as is."""
+    from .shared import Packed, unpack
+    if isinstance(obj, Opened):
+        return obj
+    if isinstance(obj, Packed):
+        objects, memo = unpack(obj, with_memo=True)
+        return Opened(objects, memo)
+    return Opened(obj, {id(o): o for o in _roots(obj)})  # fork: the very same addresses
+
+
+# ----------------------------------------------------------------------------- pickling
+
+def _roots(objects) -> list:
+    """The objects of a fork bundle a function may name: the three, what bound methods and
+    partials hold, and the members of tuples, lists and dicts, two levels down."""
+    out, seen = [], set()
+    todo = [(o, 0) for o in objects]
+    while todo and len(out) < _ROOTS_MAX:
+        obj, depth = todo.pop()
+        if isinstance(obj, _ATOMS) or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        out.append(obj)
+        if isinstance(obj, types.MethodType):
+            todo += [(obj.__self__, depth), (obj.__func__, depth)]
+        elif isinstance(obj, partial):
+            todo += [(v, depth) for v in (obj.func, *obj.args, *obj.keywords.values())]
+        elif depth < 2 and type(obj) in (tuple, list):
+            todo += [(v, depth + 1) for v in obj[:_ROOTS_MAX]]
+        elif depth < 2 and type(obj) is dict:
+            todo += [(v, depth + 1) for v in list(obj.values())[:_ROOTS_MAX]]
+    return out
+
+
+class _Refs:
+    """persistent_id for both picklers: a reference for a bundle object; notes modules."""
+
+    def _setup(self, refs):
+        self._refs = refs
+        self.modules: set = set()
+
+    def persistent_id(self, obj):
+        if isinstance(obj, types.ModuleType):
+            self.modules.add(obj.__name__)
+        else:
+            module = getattr(obj, "__module__", None)
+            if isinstance(module, str):
+                self.modules.add(module)
+        entry = self._refs.get(id(obj))
+        if entry is not None and entry[1] is obj:
+            return entry[0]
+        return None
+
+
+class _RefPickler(_Refs, pickle.Pickler):
+    def __init__(self, file, refs):
+        pickle.Pickler.__init__(self, file, protocol=5)
+        self._setup(refs)
+
+
+_ref_cloud_pickler = None
+
+
+def _cloud_pickler_class():
+    global _ref_cloud_pickler
+    if _ref_cloud_pickler is None:
+        import cloudpickle
+
+        class _RefCloudPickler(_Refs, cloudpickle.CloudPickler):
+            def __init__(self, file, refs):
+                cloudpickle.CloudPickler.__init__(self, file, protocol=5)
+                self._setup(refs)
+
+        _ref_cloud_pickler = _RefCloudPickler
+    return _ref_cloud_pickler
+
+
+def _dump(cls, obj, refs):
+    buf = io.BytesIO()
+    pickler = cls(buf, refs)
+    pickler.dump(obj)
+    return buf.getvalue(), pickler.modules
+
+
+def dumps_with_refs(obj, refs) -> tuple[bytes, set]:
+    """Pickle `obj` the way worker.dumps does (plain pickle when it can, cloudpickle for what
+    lives in __main__, lambdas and local functions), bundle objects sent as references.
+    Returns the bytes and the names of the modules met on the way."""
+    import cloudpickle
+    try:
+        data, modules = _dump(_RefPickler, obj, refs)
+    except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
+        data = None
+    if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
+        data, modules = _dump(_cloud_pickler_class(), obj, refs)
+    return data, modules
+
+
+class _RefUnpickler(pickle.Unpickler):
+    def __init__(self, file, memo):
+        super().__init__(file)
+        self._memo = memo
+
+    def persistent_load(self, ref):
+        try:
+            return self._memo[ref]
+        except KeyError:
+            raise pickle.UnpicklingError(f"a reference to an object this worker does not "
+                                         f"hold ({ref!r})") from None
+
+
+def _named(objects, exc) -> SerializationError:
+    """The error for a bundle that does not pickle, naming the part that does not."""
+    import cloudpickle
+    culprit = "shared_objects"
+    for name, obj in zip(_PARTS[1:], objects[1:]):
+        try:
+            cloudpickle.dumps(obj)
+        except Exception:  # noqa: BLE001
+            culprit = name
+            break
+    value = objects[_PARTS.index(culprit)]
+    return SerializationError(
+        f"{culprit} ({describe(value)}) cannot be pickled to be sent to the workers: "
+        f"{type(exc).__name__}: {exc}. Under start_method='fork' it is inherited, never "
+        f"pickled")
+
+
+def preloadable(modules) -> list:
+    """Of the modules a function refers to, those the caller has imported itself (the fork
+    server imports nothing else), outside __main__ and the builtins."""
+    return sorted(name for name in modules
+                  if name in sys.modules and name not in ("__main__", "builtins")
+                  and not name.startswith("__mp_main__"))
