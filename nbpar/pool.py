@@ -307,8 +307,13 @@ class WorkerPool(AsyncMaps):
         """A map that runs only what its checkpoint lacks; results stream back to be stored."""
         from .checkpoint import Checkpoint
         store = Checkpoint(path, func, items)
-        prior = store.done()
-        missing = [i for i in range(len(items)) if i not in prior]
+        try:
+            prior = store.done()
+            missing = [i for i in range(len(items)) if i not in prior]
+            store.begin(len(missing))
+        except BaseException:
+            store.close()
+            raise
         job = self._new_job(func, ListSource([items[i] for i in missing], missing),
                             total=len(items), streaming=True, star=star, items=items,
                             prior=prior, chunk_size=chunk_size, limit=limit)
