@@ -179,5 +179,6 @@ class Report:
             lines.append(f"  worker {w.id} pid {w.pid} {w.state}: {w.tasks_done} tasks, "
                          f"{w.busy:.2f} s busy")
         for e in self.errors:
-            lines.append(f"  error at index {e.index}: {e.type}: {e.message}")
+            at = "in the input" if e.index is None else f"at index {e.index}"
+            lines.append(f"  error {at}: {e.type}: {e.message}")
         return "\n".join(lines)

@@ -63,6 +63,7 @@ class Job:
     exhausted: bool = False
     stopping: str | None = None  # None | "stop" | "failed"
     error: BaseException | None = None
+    input_error: BaseException | None = None  # the input iterable raised (after `read` items)
     errors: list = field(default_factory=list)
     failed: int = 0
     read: int = 0
@@ -557,11 +558,8 @@ class BossState:
                 exc = ValueError(  # a lazy input whose stated length (iterable_len) was wrong
                     f"iterable_len={job.total}, but the iterable gave "
                     f"{'more' if job.read > job.total else job.read} items")
-            if exc is not None:  # the user's iterable raised: the map fails with it
-                add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
-                job.requeued.extendleft(reversed(chunks))
-                self._fail(job, exc)
-                return None
+            if exc is not None:  # the user's iterable raised: see _input_failed
+                self._input_failed(job, exc)
         if not chunks:
             return None
         if len(chunks) == 1:
@@ -569,10 +567,26 @@ class BossState:
         return (_compact([i for c in chunks for i in c[0]]),
                 [item for c in chunks for item in c[1]])
 
+    def _input_failed(self, job, exc):
+        """The input iterable raised. As with multiprocessing, what was read before runs to
+        the end and reaches the consumer; then the map fails with the input's own error,
+        noted as one and listed in the report's errors (index None: no item failed)."""
+        import traceback
+        job.exhausted = True
+        add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
+        job.input_error = exc
+        job.errors.append(TaskError(
+            None, None, type(exc).__name__,
+            f"the input iterable raised after {job.read} items (an input error; the items "
+            f"read before it ran): {exc}",
+            "".join(traceback.format_exception(exc)), None))
+
     def _finish_jobs(self, now, out):
         for job in list(self.jobs):
             if job.in_flight or not (job.stopping or (job.exhausted and not job.requeued)):
                 continue
+            if job.input_error is not None and job.error is None:
+                job.error, job.stopping = job.input_error, "failed"
             self.jobs.remove(job)
             job.finished_at = now
             job.status = ("failed" if job.stopping == "failed" else

@@ -328,7 +328,8 @@ def _errors_html(errors) -> str:
         return ""
     parts = []
     for e in errors[:MAX_ERRORS]:
-        where = f"item {describe(e.item)} (index {e.index}) on worker {e.worker_id}"
+        where = ("the input iterable" if e.index is None and e.worker_id is None else
+                 f"item {describe(e.item)} (index {e.index}) on worker {e.worker_id}")
         parts.append(
             f"<details><summary style='color:#c62828'>{html.escape(where)}: "
             f"{html.escape(e.type)}: {html.escape(e.message)}</summary>"
