@@ -197,6 +197,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     """Entry point of a worker process, the same for fork, forkserver and spawn."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _own_process_group()
+    _allow_children()
     _die_with_parent()
     for fd in close_fds:
         try:
@@ -242,6 +243,18 @@ def _own_process_group():
         os.setpgid(0, 0)
     except OSError:
         pass  # a session leader already (cannot happen for a forked child; harmless)
+
+
+def _allow_children():
+    """Workers are not daemonic to the tasks they run, under every start method (MPIRE's
+    daemon=False): a task may start processes, nbpar pools included. The caller's side
+    still starts fork and spawn workers daemonic, so multiprocessing ends them if the caller
+    exits; nothing outlives its pool either way (PDEATHSIG, process groups, the Boss)."""
+    import multiprocessing
+    try:
+        multiprocessing.current_process().daemon = False
+    except AssertionError:
+        pass  # not a multiprocessing child (cannot happen for nbpar's workers)
 
 
 def _die_with_parent():
