@@ -19,6 +19,7 @@ from . import state as st
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
+from .failures import NO_DEFAULT, make_policy
 from .jobs import (STOP_WAIT, AsyncResult, FunctionKeys, FutureHandle, JobHandle,
                    Release)
 from .messages import WorkerSetup
@@ -232,45 +233,64 @@ class WorkerPool(AsyncMaps):
     # -- the map family
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None,
-            memory=None, duration=None):
+            memory=None, duration=None, retries=0, retry_on=Exception,
+            on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
-                memory=None, duration=None):
+                memory=None, duration=None, retries=0, retry_on=Exception,
+                on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
-                      memory=None, duration=None):
+                      memory=None, duration=None, retries=0, retry_on=Exception,
+                      on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
-             iterable_len=None, limit=None):
+             iterable_len=None, limit=None, retries=0, retry_on=Exception, on_error="raise",
+             default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar, failure=failure)
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                       iterable_len=None, limit=None):
+                       iterable_len=None, limit=None, retries=0, retry_on=Exception,
+                       on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar, failure=failure)
 
-    def apply_async(self, func, args=(), kwargs=None) -> AsyncResult:
-        return AsyncResult(self.submit(func, *args, **(kwargs or {})))
+    def apply_async(self, func, args=(), kwargs=None, *, retries=0,
+                    retry_on=Exception) -> AsyncResult:
+        """One call; `retries=N` runs it again when it fails with `retry_on` (failures.py)."""
+        return AsyncResult(self._call(func, args, kwargs or {},
+                                      make_policy(retries, retry_on)))
 
     def submit(self, func, *args, **kwargs) -> Future:
+        return self._call(func, args, kwargs)
+
+    def _call(self, func, args, kwargs, failure=None) -> Future:
         key = self._functions.key(func, _check_func)
         future: Future = Future()
         call = func
@@ -281,6 +301,7 @@ class WorkerPool(AsyncMaps):
                             items=[args], handle=FutureHandle(call, future, self._functions),
                             func_key=key)
         job.single = True
+        job.failure = failure
         self._submit(job)
         return future
 
@@ -348,7 +369,7 @@ class WorkerPool(AsyncMaps):
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
-    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit, failure=None):
         """An iterator map's job (imap, and its async form): a lazy input read a bounded way
         ahead of the consumer; submitted when iterated."""
         _check_func(func)
@@ -362,10 +383,12 @@ class WorkerPool(AsyncMaps):
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
+        job.failure = failure
         return job
 
-    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
+                failure=None):
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit, failure)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 

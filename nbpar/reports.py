@@ -38,6 +38,7 @@ class TaskError:
     message: str
     traceback: str
     worker_id: int | None
+    attempt: int = 1  # which run of the item this was (retries=N runs it up to N + 1 times)
 
 
 class Ledger:
@@ -67,7 +68,9 @@ class Ledger:
         if self.unfinished is not None:
             self.unfinished.update(zip(indices, items))
 
-    def record(self, indices, results):
+    def record(self, indices, results, counted=True):
+        """Results of `indices`; counted=False for a failed item's placeholder (on_error=
+        "collect"), which takes its place in the results but is not counted as done."""
         if self.keep_results:
             slots = self.slots
             if isinstance(indices, range) and isinstance(slots, list) and indices.step == 1:
@@ -79,7 +82,8 @@ class Ledger:
             for index in indices:
                 self.unfinished.pop(index, None)
         self.log.append(indices)
-        self.done += len(results)
+        if counted:
+            self.done += len(results)
 
     def view(self, pending_hint):
         """A frozen view of what finished so far (see Report)."""
@@ -143,6 +147,15 @@ class Report:
     func_name: str | None = None
     job_id: int | None = None
     _view: Any = field(default=None, repr=False, compare=False)
+    retried: tuple = ()  # TaskErrors of the failed attempts that were run again (retries=N)
+
+    @property
+    def attempts(self) -> dict:
+        """index -> how many times the item ran, for the items that ran more than once."""
+        out: dict = {}
+        for e in self.retried:
+            out[e.index] = max(out.get(e.index, 1), e.attempt + 1)
+        return out
 
     @property
     def results(self) -> dict:

@@ -65,6 +65,9 @@ class Job:
     error: BaseException | None = None
     input_error: BaseException | None = None  # the input iterable raised (after `read` items)
     errors: list = field(default_factory=list)
+    failure: Any = None  # failures.FailurePolicy: retries, on_error (None: fail the map)
+    attempts: dict = field(default_factory=dict)  # index -> failed attempts, once retried
+    retried: list = field(default_factory=list)  # TaskErrors of the attempts run again
     failed: int = 0
     read: int = 0
     consumed: int = 0
@@ -105,6 +108,7 @@ class TaskBatch:
     worker_id: int
     started_at: float | None = None
     memory: float = 0.0  # declared by its map
+    settled: bool = False  # its failure was dealt with (a timeout): never run again as is
 
 
 @dataclass(eq=False)
@@ -245,7 +249,8 @@ class BossState:
         place = where(item, index, ev.worker_id)
         exc = (rebuild(ev.error, where=place) if isinstance(ev.error, ErrorPayload)
                else _noted(ev.error, place))
-        self._task_error(job, item, index, ev.worker_id, exc)
+        rest = [(batch.indices[n + 1:], batch.items[n + 1:])]  # never run: the batch stopped
+        self._task_error(job, item, index, ev.worker_id, exc, out, rest)
 
     def _on_DispatchFailed(self, ev, now, out):
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
@@ -253,7 +258,9 @@ class BossState:
             return
         item = getattr(ev.error, "item", batch.items[0])
         index = getattr(ev.error, "index", batch.indices[0])
-        self._task_error(batch.job, item, index, ev.worker_id, ev.error)
+        rest = [(tuple(i for i in batch.indices if i != index),
+                 [x for i, x in zip(batch.indices, batch.items) if i != index])]
+        self._task_error(batch.job, item, index, ev.worker_id, ev.error, out, rest)
 
     def _on_WorkerDied(self, ev, now, out):
         slot = self.slots[ev.worker_id]
@@ -277,7 +284,9 @@ class BossState:
                 f"{what}; the pool replaces it",
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
-            self._task_error(culprit.job, item, index, ev.worker_id, exc)
+            rest = [(tuple(i for k, i in enumerate(culprit.indices) if k != pos),  # their
+                     [x for k, x in enumerate(culprit.items) if k != pos])]  # results died too
+            self._task_error(culprit.job, item, index, ev.worker_id, exc, out, rest)
         elif was == "retiring" and ev.exitcode not in (0, None) and self.exit_error is None:
             self.exit_error = WorkerDiedError(  # a crash in worker_exit is no normal retirement
                 f"worker {ev.worker_id} died in worker_exit ({describe_exit(ev.exitcode)})",
@@ -292,7 +301,7 @@ class BossState:
         for batch in reversed(batches):  # never started, or interrupted: back to their map
             job = batch.job
             job.in_flight.pop(batch.batch_id, None)
-            if job.active and not job.stopping:
+            if job.active and not job.stopping and not batch.settled:
                 job.requeued.appendleft((batch.indices, batch.items))
 
     def _on_WorkerInitFailed(self, ev, now, out):
@@ -354,7 +363,9 @@ class BossState:
             f"item {describe(item)} (index {index}) ran longer than task_timeout="
             f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
         self._kill(slot, "timeout")
-        self._task_error(batch.job, item, index, slot.id, exc)
+        batch.settled = True  # its fate is decided here: not requeued when the worker dies
+        rest = [(batch.indices[1:], batch.items[1:])]
+        self._task_error(batch.job, item, index, slot.id, exc, out, rest)
 
     def _on_WorkerMeasured(self, ev, now, out):
         self.slots[ev.worker_id].rss = ev.rss
@@ -393,10 +404,34 @@ class BossState:
         if job.streaming and job.active:
             out.append(Deliver(job, indices, results))
 
-    def _task_error(self, job, item, index, worker_id, exc):
+    def _task_error(self, job, item, index, worker_id, exc, out, rest=()):
+        """An item failed: run it again, collect its error, or fail the map (failures.py).
+        `rest`: (indices, items) of its batch left unrun, run on if the map goes on."""
         cause = exc.__cause__
-        job.errors.append(TaskError(item, index, type(exc).__name__, str(exc),
-                                    getattr(cause, "tb", "") or "", worker_id))
+        failed_before = job.attempts.get(index, 0)
+        error = TaskError(item, index, type(exc).__name__, str(exc),
+                          getattr(cause, "tb", "") or "", worker_id, failed_before + 1)
+        policy = job.failure
+        if policy is not None and job.active and not job.stopping:
+            again = policy.retry(exc, failed_before)
+            if again or policy.collects:
+                for indices, items in rest:
+                    if items:
+                        job.requeued.appendleft((indices, items))
+            if again:
+                job.attempts[index] = failed_before + 1
+                job.retried.append(error)
+                job.requeued.appendleft(((index,), [item]))
+                return
+            if policy.collects:
+                job.errors.append(error)
+                job.failed += 1
+                value = policy.placeholder(error)
+                job.ledger.record((index,), [value], counted=False)
+                if not job.ledger.keep_results:  # an imap: its consumer gets the placeholder
+                    out.append(Deliver(job, (index,), [value]))  # (a checkpoint stores none)
+                return
+        job.errors.append(error)
         job.failed += 1
         self._fail(job, exc)
 
@@ -667,7 +702,8 @@ class BossState:
         end = job.finished_at if job.finished_at is not None else now
         elapsed = end - job.started_at if job.started_at is not None else 0.0
         return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
-                      tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()))
+                      tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()),
+                      tuple(job.retried))
 
     def _worker_info(self, slot, positions) -> WorkerInfo:
         item = index = None
