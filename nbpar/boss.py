@@ -95,7 +95,8 @@ class Boss:
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
-        self._measure_rss = state.scheduler.wants_rss and getattr(backend, "can_kill", False)
+        self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
+            getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True

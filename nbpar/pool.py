@@ -90,7 +90,8 @@ class WorkerPool(AsyncMaps):
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
-                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None):
+                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None,
+                 max_worker_memory=None):
         _check_backend(backend, client, start_method)
         if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
             n_jobs = os.cpu_count() or 1
@@ -113,6 +114,10 @@ class WorkerPool(AsyncMaps):
                 isinstance(max_tasks_per_worker, int) and max_tasks_per_worker >= 1):
             raise ValueError(f"max_tasks_per_worker must be a whole number >= 1, got "
                              f"{max_tasks_per_worker!r}")
+        if max_worker_memory is not None and (isinstance(max_worker_memory, bool) or not (
+                isinstance(max_worker_memory, (int, float)) and max_worker_memory > 0)):
+            raise ValueError(f"max_worker_memory must be a number of bytes > 0, got "
+                             f"{max_worker_memory!r}")
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
         self.start_method = start_method
@@ -131,7 +136,8 @@ class WorkerPool(AsyncMaps):
         self._min_batch_time = getattr(self._backend, "min_batch_time", None)
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
-                                   max_tasks_per_worker=max_tasks_per_worker)
+                                   max_tasks_per_worker=max_tasks_per_worker,
+                                   max_worker_memory=max_worker_memory)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
         self._boss = Boss(self._backend, self._state, self._setup,
                           on_output or _print_output, name=f"nbpar-pool-{id(self):x}")

@@ -26,6 +26,8 @@ class WorkerInfo:
     current_item: Any = None
     current_index: int | None = None
     where: str | None = None  # where it runs when that is not this machine: a Dask worker
+    memory: float | None = None  # its own memory (USS, bytes) last measured, if measured
+    recycled: int | None = None  # times replaced for max_worker_memory (None: no such limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +191,8 @@ class Report:
         lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
                  f"{self.elapsed:.2f} s"]
         for w in self.workers:
-            lines.append(f"  worker {w.id} pid {w.pid} {w.state}: {w.tasks_done} tasks, "
+            recycled = f", recycled {w.recycled}x for memory" if w.recycled else ""
+            lines.append(f"  worker {w.id} pid {w.pid} {w.state}{recycled}: {w.tasks_done} tasks, "
                          f"{w.busy:.2f} s busy")
         for e in self.errors:
             at = "in the input" if e.index is None else f"at index {e.index}"

@@ -123,6 +123,8 @@ class WorkerSlot:
     funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
     rss: float = 0.0  # last measured resident memory of its process
     kill_reason: str | None = None
+    over_memory: bool = False  # past max_worker_memory: retired once its queue is done
+    recycled: int = 0  # processes of this slot retired for max_worker_memory
 
     @property
     def alive(self) -> bool:
@@ -156,7 +158,8 @@ class BossState:
 
     def __init__(self, n_workers: int, *, scheduler: Scheduler | None = None,
                  keep_alive: bool = False, task_timeout: float | None = None,
-                 max_tasks_per_worker: int | None = None, positions=None):
+                 max_tasks_per_worker: int | None = None, positions=None,
+                 max_worker_memory: float | None = None):
         self.slots = [WorkerSlot(i) for i in range(n_workers)]
         self.scheduler = scheduler or Scheduler()
         # a scheduler that keeps Scheduler.capacity admits everything: no need to count
@@ -164,6 +167,7 @@ class BossState:
         self.keep_alive = keep_alive
         self.task_timeout = task_timeout
         self.max_tasks = max_tasks_per_worker
+        self.max_memory = max_worker_memory  # bytes of a worker's own memory (USS), or None
         self.positions = positions  # worker id -> position in its batch (read-only view)
         self.jobs: list[Job] = []  # active, in submission order
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
@@ -268,6 +272,7 @@ class BossState:
         batches = list(slot.queue)
         slot.queue.clear()
         slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
+        slot.over_memory = False
         slot.funcs.clear()
         slot.since_start = 0
         if batches and reason is None and was != "retiring":
@@ -368,7 +373,11 @@ class BossState:
         self._task_error(batch.job, item, index, slot.id, exc, out, rest)
 
     def _on_WorkerMeasured(self, ev, now, out):
-        self.slots[ev.worker_id].rss = ev.rss
+        slot = self.slots[ev.worker_id]
+        slot.rss = ev.rss
+        if self.max_memory is not None and ev.rss > self.max_memory and slot.state in (
+                "idle", "busy") and (slot.queue or slot.since_start):  # after a task only
+            slot.over_memory = True  # like loky's leak guard: a fresh process replaces it
 
     def _on_Tick(self, ev, now, out):
         pass
@@ -497,6 +506,8 @@ class BossState:
     def _give_batch(self, slot, now, n_ready, out, jobs) -> bool:
         queued = bool(slot.queue)
         if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
+            return False
+        if slot.over_memory:
             return False
         quota = None
         if self.max_tasks is not None:
@@ -650,7 +661,8 @@ class BossState:
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
-        if not (self.held or self.resharing or self.ending or self.max_tasks is not None) and (
+        if not (self.held or self.resharing or self.ending or self.max_tasks is not None
+                or self.max_memory is not None) and (
                 self.jobs or self.keep_alive) and all(
                 s.state in ("idle", "busy") for s in self.slots):
             return  # every worker up and wanted: nothing to start or retire
@@ -678,6 +690,9 @@ class BossState:
             retire = bool(self.resharing) or (
                 not self.jobs and (self.ending or not self.keep_alive)) or (
                 self.max_tasks is not None and slot.since_start >= self.max_tasks)
+            if slot.over_memory and not retire:
+                retire = True
+                slot.recycled += 1  # retired for its memory alone: the report counts it
             if retire:
                 slot.state = "retiring"
                 slot.kill_reason = "retire"
@@ -712,7 +727,10 @@ class BossState:
             pos = positions(slot.id) if positions else 0
             pos = pos if pos is not None and 0 <= pos < len(batch.items) else 0
             item, index = batch.items[pos], batch.indices[pos]
-        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index)
+        memory = {} if self.max_memory is None else {"memory": slot.rss or None,
+                                                      "recycled": slot.recycled}
+        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index,
+                          **memory)
 
 
 def _noted(exc, place):
