@@ -112,6 +112,7 @@ class WorkerSetup:
     sys_path: tuple = ()
     cwd: str | None = None
     log_level: int | None = None
+    inner_threads: int | None = None  # cap on BLAS/OpenMP threads in a worker process
 
 
 # ----------------------------------------------------------------------------- on the pipe

@@ -91,7 +91,7 @@ class WorkerPool(AsyncMaps):
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
                  scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None,
-                 max_worker_memory=None):
+                 max_worker_memory=None, inner_threads=None):
         _check_backend(backend, client, start_method)
         if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
             n_jobs = os.cpu_count() or 1
@@ -118,6 +118,10 @@ class WorkerPool(AsyncMaps):
                 isinstance(max_worker_memory, (int, float)) and max_worker_memory > 0)):
             raise ValueError(f"max_worker_memory must be a number of bytes > 0, got "
                              f"{max_worker_memory!r}")
+        if inner_threads is not None and (isinstance(inner_threads, bool) or not isinstance(
+                inner_threads, int) or inner_threads < 1):
+            raise ValueError(f"inner_threads must be a whole number >= 1 (or None: cores / "
+                             f"n_jobs), got {inner_threads!r}")
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
         self.start_method = start_method
@@ -125,7 +129,8 @@ class WorkerPool(AsyncMaps):
         self.shared_objects = shared_objects
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
-            use_worker_state=bool(use_worker_state), log_level=log_level))
+            use_worker_state=bool(use_worker_state), log_level=log_level,
+            inner_threads=_inner_threads(inner_threads, n_jobs, start_method)))
         self._job_ids = itertools.count()
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
@@ -517,6 +522,18 @@ def _check_func(func):
     if inspect.iscoroutinefunction(func):
         raise TypeError(f"func {_func_name(func)} is a coroutine function: each call would "
                         f"return an unawaited coroutine; wrap it with asyncio.run")
+
+
+def _inner_threads(inner_threads, n_jobs, start_method):
+    """BLAS/OpenMP threads per worker process: by default as joblib does, so that n_jobs x
+    threads <= cores (a pool of 8 on 8 cores runs each worker's NumPy single-threaded,
+    instead of 64 threads fighting for 8 cores). Threads and Dask workers are not capped:
+    a cap would act on the whole process they share."""
+    if start_method in ("threading", "dask"):
+        return None
+    if inner_threads is None:
+        inner_threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs or 1))
+    return inner_threads
 
 
 def _check_backend(backend, client, start_method):
