@@ -30,6 +30,7 @@ import socket
 import sqlite3
 import stat
 import time
+import weakref
 from urllib.parse import quote
 
 from .errors import CheckpointError, SerializationError, describe
@@ -272,6 +273,9 @@ class _Lock:
                 break
             os.close(fd)
         self.fd = fd
+        # a map dropped before it ran (a bad keyword after the checkpoint was opened) must
+        # not keep the file locked for the rest of the session: the fd goes with this object
+        self._finalizer = weakref.finalize(self, os.close, fd)
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
 
@@ -280,4 +284,4 @@ class _Lock:
             os.unlink(self.path)  # while still held: whoever opened it retries
         except OSError:
             pass
-        os.close(self.fd)
+        self._finalizer()

@@ -223,3 +223,17 @@ def test_a_checkpoint_owned_by_another_user_is_refused(tmp_path):
         with pytest.raises(nbpar.CheckpointError, match="owned by uid 65534, not by you") as err:
             pool.map(square, range(20), checkpoint=ck)
     assert repr(ck) in str(err.value) and "pickles" in str(err.value)
+
+
+def test_a_map_refused_after_its_checkpoint_opened_leaves_it_free(tmp_path):
+    """memory= is checked after the checkpoint is opened: the refused map must not keep the
+    file locked (nor an fd open) for the rest of the session."""
+    import gc
+    ck = str(tmp_path / "run.nbpar")
+    fds = len(os.listdir("/proc/self/fd"))
+    with nbpar.WorkerPool(1, start_method="threading") as pool:
+        with pytest.raises(TypeError, match="memory"):
+            pool.map(square, range(5), checkpoint=ck, memory=5)
+        gc.collect()
+        assert pool.map(square, range(5), checkpoint=ck) == [0, 1, 4, 9, 16]
+    assert len(os.listdir("/proc/self/fd")) == fds
