@@ -261,6 +261,8 @@ class _Lock:
             except BlockingIOError:
                 holder = os.read(fd, 512).decode("utf-8", "replace").strip() or "unknown"
                 os.close(fd)
+                if holder == _me():
+                    holder += ": this very process"
                 raise CheckpointError(
                     f"the checkpoint {path!r} is in use by another map ({holder}): two maps "
                     f"never write one checkpoint; wait for that one to finish, or use another "
@@ -277,7 +279,7 @@ class _Lock:
         # not keep the file locked for the rest of the session: the fd goes with this object
         self._finalizer = weakref.finalize(self, os.close, fd)
         os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+        os.write(fd, f"{_me()}\n".encode())
 
     def release(self):
         try:
@@ -285,3 +287,7 @@ class _Lock:
         except OSError:
             pass
         self._finalizer()
+
+
+def _me() -> str:
+    return f"process {os.getpid()} on {socket.gethostname()}"
