@@ -255,6 +255,8 @@ class Boss:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
         (RSS would count again the pages a forked worker shares with its parent)."""
         import psutil
+        if handle.pid is None:  # not a process of this machine (psutil would measure ours)
+            return
         try:
             rss = psutil.Process(handle.pid).memory_full_info().uss
         except psutil.Error:

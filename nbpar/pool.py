@@ -122,6 +122,12 @@ class WorkerPool(AsyncMaps):
                 inner_threads, int) or inner_threads < 1):
             raise ValueError(f"inner_threads must be a whole number >= 1 (or None: cores / "
                              f"n_jobs), got {inner_threads!r}")
+        for name, value in (("max_worker_memory", max_worker_memory),
+                            ("inner_threads", inner_threads)):
+            if value is not None and start_method in ("threading", "dask"):
+                raise ValueError(f"{name} applies to worker processes (fork, forkserver, "
+                                 f"spawn), not to start_method={start_method!r}: its workers "
+                                 f"share one process")
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
         self.start_method = start_method

@@ -46,6 +46,11 @@ def test_threads_are_not_capped():
         assert pool.map(blas_threads, [0]) == [before]
 
 
+def test_an_explicit_cap_under_threading_is_a_clear_error():
+    with pytest.raises(ValueError, match="inner_threads applies to worker processes"):
+        nbpar.WorkerPool(1, start_method="threading", inner_threads=1)
+
+
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])
 def test_a_bad_cap_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="inner_threads"):

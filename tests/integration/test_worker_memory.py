@@ -49,6 +49,11 @@ def test_a_bad_limit_is_a_clear_error(bad):
         nbpar.WorkerPool(1, start_method="fork", max_worker_memory=bad)
 
 
+def test_threads_have_no_memory_of_their_own_to_limit():
+    with pytest.raises(ValueError, match="max_worker_memory applies to worker processes"):
+        nbpar.WorkerPool(1, start_method="threading", max_worker_memory=LIMIT)
+
+
 def test_the_widget_table_shows_memory_and_recycling():
     pytest.importorskip("ipywidgets")
     from nbpar.ui.widget import _workers_html
