@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing as mp
+import os
 
 
 class _PoolWithProgressBar:
@@ -186,6 +187,8 @@ SYSTEMS = {
     "nbpar-fork": lambda n: NbparSystem(n, "fork"),
     "nbpar-spawn": lambda n: NbparSystem(n, "spawn"),
     "nbpar+progress": lambda n: NbparSystem(n, progress_bar=True),
+    # BLAS threads uncapped: each worker may use every core (what an uncapped library does)
+    "nbpar-no-cap": lambda n: NbparSystem(n, inner_threads=os.cpu_count() or 1),
     "mp.Pool-fork": lambda n: MpPoolSystem(n, "fork"),
     "mp.Pool-forkserver": lambda n: MpPoolSystem(n, "forkserver"),
     "ProcessPoolExecutor": lambda n: ProcessPoolSystem(n, "fork"),

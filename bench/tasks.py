@@ -25,6 +25,17 @@ def slice_sum(arr, i, n_slices=200):
     return float(arr[i * step:(i + 1) * step].sum())
 
 
+def matmul(seed, size=400, rounds=4):
+    """NumPy matrix products: BLAS runs them on as many threads as it is allowed."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    a = rng.random((size, size))
+    for _ in range(rounds):
+        a = a @ a
+        a /= np.abs(a).max()
+    return float(a.sum())
+
+
 def nap(x, seconds=0.02):
     time.sleep(seconds)
     return x

@@ -199,6 +199,18 @@ def session(systems, repeat, n):
     return result
 
 
+def matmul(systems, repeat, n):
+    """60 NumPy matrix-product tasks on warm pools of n: BLAS threads capped by default
+    (n_jobs x threads <= cores, as joblib does) against uncapped (n x cores threads)."""
+    items = list(range(60))
+    expected = [tasks.matmul(x) for x in items[:3]]
+    samples = _warm(systems, repeat, n, tasks.matmul, items,
+                    lambda out: len(out) == len(items) and all(
+                        abs(a - b) <= 1e-6 * abs(b) for a, b in zip(out, expected)))
+    return Result("matmul", f"60 × NumPy 400×400 matmul ×4, warm pool of {n}", "s",
+                  "nbpar-no-cap", samples, "nbpar (capped by default) ≤ 1.0 × uncapped")
+
+
 @contextmanager
 def _opened(systems, n):
     """One instance of each system, all closed at the end whatever happens."""
@@ -267,6 +279,7 @@ WORKLOADS = {
                         "nbpar", "nbpar-spawn", "mp.Pool-fork", "joblib-loky", "mpire",
                         "mpire-spawn"]),
     "imap-memory": (imap_memory, ["nbpar", "mp.Pool-fork"]),
+    "matmul": (matmul, ["nbpar", "nbpar-no-cap", "joblib-loky"]),
     "control": (control, ["nbpar"]),
     "session": (session, ["nbpar", "nbpar-fork", "mp.Pool-fork", "joblib-loky", "mpire"]),
     "dask-cpu": (dask_cpu, ["nbpar", "nbpar-dask", "dask.bag", "client.map",

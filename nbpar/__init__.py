@@ -6,8 +6,8 @@ ipywidgets, tqdm, dask or NumPy): the UI layers import them when used.
 
 from .classic import Boss, Worker
 from .cluster import run_job
-from .errors import (JobError, NbparError, SerializationError, StoppedError, TaskTimeoutError,
-                     WorkerDiedError)
+from .errors import (CheckpointError, JobError, NbparError, SerializationError, StoppedError,
+                     TaskTimeoutError, WorkerDiedError)
 from .executor import Executor
 from .jobs import AsyncResult
 from .logs import get_logger
@@ -21,8 +21,8 @@ from .signals import Signal
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncResult", "Boss", "Executor", "JobError", "JobsLimit", "LongerFirstScheduler",
-    "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Report",
+    "AsyncResult", "Boss", "CheckpointError", "Executor", "JobError", "JobsLimit",
+    "LongerFirstScheduler", "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Report",
     "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
     "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map", "register_joblib", "register_pandas", "run_job",
     "shared_array", "thread_map",

@@ -96,7 +96,8 @@ class Boss:
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
-        self._measure_rss = state.scheduler.wants_rss and getattr(backend, "can_kill", False)
+        self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
+            getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True
@@ -257,6 +258,8 @@ class Boss:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
         (RSS would count again the pages a forked worker shares with its parent)."""
         import psutil
+        if handle.pid is None:  # not a process of this machine (psutil would measure ours)
+            return
         try:
             rss = psutil.Process(handle.pid).memory_full_info().uss
         except psutil.Error:

@@ -41,6 +41,11 @@ class NbparError(Exception):
     """Base class of nbpar's own errors."""
 
 
+class CheckpointError(NbparError, ValueError):
+    """A checkpoint file that cannot be used: damaged or foreign, unsafe (another user may
+    write it), in use by another process, or read-only with work left. Names the file."""
+
+
 class WorkerDiedError(NbparError, BrokenProcessPool):
     """A worker process died while running a task (segfault, os._exit, killed)."""
 

@@ -125,6 +125,7 @@ class WorkerSetup:
     argv: tuple | None = None
     environ: dict | None = field(default=None, repr=False)
     authkey: bytes | None = field(default=None, repr=False)  # so manager proxies connect
+    inner_threads: int | None = None  # cap on BLAS/OpenMP threads in a worker process
 
 
 # ----------------------------------------------------------------------------- on the pipe

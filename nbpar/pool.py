@@ -20,6 +20,7 @@ from . import tracebacks
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
+from .failures import NO_DEFAULT, make_policy
 from .jobs import (STOP_WAIT, AsyncResult, FunctionKeys, FutureHandle, JobHandle,
                    Release)
 from .messages import WorkerSetup
@@ -90,7 +91,8 @@ class WorkerPool(AsyncMaps):
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
-                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None):
+                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None,
+                 max_worker_memory=None, inner_threads=None):
         _check_backend(backend, client, start_method)
         if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
             n_jobs = os.cpu_count() or 1
@@ -113,6 +115,20 @@ class WorkerPool(AsyncMaps):
                 isinstance(max_tasks_per_worker, int) and max_tasks_per_worker >= 1):
             raise ValueError(f"max_tasks_per_worker must be a whole number >= 1, got "
                              f"{max_tasks_per_worker!r}")
+        if max_worker_memory is not None and (isinstance(max_worker_memory, bool) or not (
+                isinstance(max_worker_memory, (int, float)) and max_worker_memory > 0)):
+            raise ValueError(f"max_worker_memory must be a number of bytes > 0, got "
+                             f"{max_worker_memory!r}")
+        if inner_threads is not None and (isinstance(inner_threads, bool) or not isinstance(
+                inner_threads, int) or inner_threads < 1):
+            raise ValueError(f"inner_threads must be a whole number >= 1 (or None: cores / "
+                             f"n_jobs), got {inner_threads!r}")
+        for name, value in (("max_worker_memory", max_worker_memory),
+                            ("inner_threads", inner_threads)):
+            if value is not None and start_method in ("threading", "dask"):
+                raise ValueError(f"{name} applies to worker processes (fork, forkserver, "
+                                 f"spawn), not to start_method={start_method!r}: its workers "
+                                 f"share one process")
         if scheduler is not None and not isinstance(scheduler, Scheduler):
             raise TypeError(f"scheduler must be an nbpar.Scheduler, got {describe(scheduler)}")
         self.start_method = start_method
@@ -121,7 +137,8 @@ class WorkerPool(AsyncMaps):
         self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
             use_worker_state=bool(use_worker_state), log_level=log_level,
-            report_start=task_timeout is not None and backend != "dask"))
+            report_start=task_timeout is not None and backend != "dask",
+            inner_threads=_inner_threads(inner_threads, n_jobs, start_method)))
         self._job_ids = itertools.count()
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
@@ -134,7 +151,8 @@ class WorkerPool(AsyncMaps):
         self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
                                    task_timeout=task_timeout,
                                    clock_at_start=self._setup.flags["report_start"],
-                                   max_tasks_per_worker=max_tasks_per_worker)
+                                   max_tasks_per_worker=max_tasks_per_worker,
+                                   max_worker_memory=max_worker_memory)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
         self._boss = Boss(self._backend, self._state, self._setup,
                           on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
@@ -236,47 +254,66 @@ class WorkerPool(AsyncMaps):
     # -- the map family
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None,
-            memory=None, duration=None):
+            memory=None, duration=None, retries=0, retry_on=Exception,
+            on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
-                memory=None, duration=None):
+                memory=None, duration=None, retries=0, retry_on=Exception,
+                on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
-                      memory=None, duration=None):
+                      memory=None, duration=None, retries=0, retry_on=Exception,
+                      on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        job.failure = failure
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
-             iterable_len=None, limit=None):
+             iterable_len=None, limit=None, retries=0, retry_on=Exception, on_error="raise",
+             default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar, failure=failure)
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                       iterable_len=None, limit=None):
+                       iterable_len=None, limit=None, retries=0, retry_on=Exception,
+                       on_error="raise", default=NO_DEFAULT):
+        failure = make_policy(retries, retry_on, on_error, default)
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar, failure=failure)
 
-    def apply_async(self, func, args=(), kwargs=None) -> AsyncResult:
-        return AsyncResult(self.submit(func, *args, **(kwargs or {})))
+    def apply_async(self, func, args=(), kwargs=None, *, retries=0,
+                    retry_on=Exception) -> AsyncResult:
+        """One call; `retries=N` runs it again when it fails with `retry_on` (failures.py)."""
+        return AsyncResult(self._call(func, args, kwargs or {},
+                                      make_policy(retries, retry_on)))
 
     def submit(self, func, /, *args, **kwargs) -> Future:
         """One call, func(*args, **kwargs), as a concurrent.futures.Future (keywords named
         `func` or `self` reach the function too)."""
+        return self._call(func, args, kwargs)
+
+    def _call(self, func, args, kwargs, failure=None) -> Future:
         key = self._functions.key(func, _check_func)
         future: Future = Future()
         call = func
@@ -287,6 +324,7 @@ class WorkerPool(AsyncMaps):
                             items=[args], handle=FutureHandle(call, future, self._functions),
                             func_key=key)
         job.single = True
+        job.failure = failure
         self._submit(job)
         return future
 
@@ -313,8 +351,13 @@ class WorkerPool(AsyncMaps):
         """A map that runs only what its checkpoint lacks; results stream back to be stored."""
         from .checkpoint import Checkpoint
         store = Checkpoint(path, func, items)
-        prior = store.done()
-        missing = [i for i in range(len(items)) if i not in prior]
+        try:
+            prior = store.done()
+            missing = [i for i in range(len(items)) if i not in prior]
+            store.begin(len(missing))
+        except BaseException:
+            store.close()
+            raise
         job = self._new_job(func, ListSource([items[i] for i in missing], missing),
                             total=len(items), streaming=True, star=star, items=items,
                             prior=prior, chunk_size=chunk_size, limit=limit)
@@ -349,7 +392,7 @@ class WorkerPool(AsyncMaps):
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
-    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit, failure=None):
         """An iterator map's job (imap, and its async form): a lazy input read a bounded way
         ahead of the consumer; submitted when iterated."""
         _check_func(func)
@@ -363,6 +406,7 @@ class WorkerPool(AsyncMaps):
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
+        job.failure = failure
         return job
 
     def _eager(self, func, items, *, star, chunk_size=None, ordered=True, deadline=None,
@@ -379,8 +423,9 @@ class WorkerPool(AsyncMaps):
         self._submit(job)
         return self._iterate(job, ordered, progress_bar, deadline)
 
-    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
+                failure=None):
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit, failure)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
@@ -506,6 +551,18 @@ def _check_func(func):
     if inspect.iscoroutinefunction(func):
         raise TypeError(f"func {_func_name(func)} is a coroutine function: each call would "
                         f"return an unawaited coroutine; wrap it with asyncio.run")
+
+
+def _inner_threads(inner_threads, n_jobs, start_method):
+    """BLAS/OpenMP threads per worker process: by default as joblib does, so that n_jobs x
+    threads <= cores (a pool of 8 on 8 cores runs each worker's NumPy single-threaded,
+    instead of 64 threads fighting for 8 cores). Threads and Dask workers are not capped:
+    a cap would act on the whole process they share."""
+    if start_method in ("threading", "dask"):
+        return None
+    if inner_threads is None:
+        inner_threads = max(1, (os.cpu_count() or 1) // max(1, n_jobs or 1))
+    return inner_threads
 
 
 def _check_backend(backend, client, start_method):

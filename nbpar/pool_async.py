@@ -13,6 +13,7 @@ pool imports nothing of the notebook.
 
 from __future__ import annotations
 
+from .failures import NO_DEFAULT, make_policy
 from .jobs import STOP_WAIT, Release
 from .signals import Signal
 
@@ -22,31 +23,41 @@ class AsyncMaps:
     notebook display; the map machinery itself (`_map_job`, `_submit`, ...) is WorkerPool's."""
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                        iterable_len=None, limit=None, report=None, checkpoint=None):
+                        iterable_len=None, limit=None, report=None, checkpoint=None,
+                        retries=0, retry_on=Exception, on_error="raise", default=NO_DEFAULT):
         """`map` for asyncio: the result list, in input order."""
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
+        job.failure = failure
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                            iterable_len=None, limit=None, report=None, checkpoint=None):
+                            iterable_len=None, limit=None, report=None, checkpoint=None,
+                            retries=0, retry_on=Exception, on_error="raise", default=NO_DEFAULT):
         """`starmap` for asyncio."""
+        failure = make_policy(retries, retry_on, on_error, default)
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
+        job.failure = failure
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                   iterable_len=None, limit=None):
+                   iterable_len=None, limit=None, retries=0, retry_on=Exception,
+                   on_error="raise", default=NO_DEFAULT):
         """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit,
+                               make_policy(retries, retry_on, on_error, default))
         return self._iterate_async(job, True, progress_bar)
 
     def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                             iterable_len=None, limit=None):
+                             iterable_len=None, limit=None, retries=0, retry_on=Exception,
+                             on_error="raise", default=NO_DEFAULT):
         """`imap_unordered` as an async iterator."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit,
+                               make_policy(retries, retry_on, on_error, default))
         return self._iterate_async(job, False, progress_bar)
 
     async def _run_async(self, job, progress_bar):

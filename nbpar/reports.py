@@ -26,6 +26,8 @@ class WorkerInfo:
     current_item: Any = None
     current_index: int | None = None
     where: str | None = None  # where it runs when that is not this machine: a Dask worker
+    memory: float | None = None  # its own memory (USS, bytes) last measured, if measured
+    recycled: int | None = None  # times replaced for max_worker_memory (None: no such limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class TaskError:
     message: str
     traceback: str
     worker_id: int | None
+    attempt: int = 1  # which run of the item this was (retries=N runs it up to N + 1 times)
 
 
 class Ledger:
@@ -67,7 +70,9 @@ class Ledger:
         if self.unfinished is not None:
             self.unfinished.update(zip(indices, items))
 
-    def record(self, indices, results):
+    def record(self, indices, results, counted=True):
+        """Results of `indices`; counted=False for a failed item's placeholder (on_error=
+        "collect"), which takes its place in the results but is not counted as done."""
         if self.keep_results:
             slots = self.slots
             if isinstance(indices, range) and isinstance(slots, list) and indices.step == 1:
@@ -79,7 +84,8 @@ class Ledger:
             for index in indices:
                 self.unfinished.pop(index, None)
         self.log.append(indices)
-        self.done += len(results)
+        if counted:
+            self.done += len(results)
 
     def view(self, pending_hint):
         """A frozen view of what finished so far (see Report)."""
@@ -143,6 +149,15 @@ class Report:
     func_name: str | None = None
     job_id: int | None = None
     _view: Any = field(default=None, repr=False, compare=False)
+    retried: tuple = ()  # TaskErrors of the failed attempts that were run again (retries=N)
+
+    @property
+    def attempts(self) -> dict:
+        """index -> how many times the item ran, for the items that ran more than once."""
+        out: dict = {}
+        for e in self.retried:
+            out[e.index] = max(out.get(e.index, 1), e.attempt + 1)
+        return out
 
     @property
     def results(self) -> dict:
@@ -176,8 +191,10 @@ class Report:
         lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
                  f"{self.elapsed:.2f} s"]
         for w in self.workers:
-            lines.append(f"  worker {w.id} pid {w.pid} {w.state}: {w.tasks_done} tasks, "
+            recycled = f", recycled {w.recycled}x for memory" if w.recycled else ""
+            lines.append(f"  worker {w.id} pid {w.pid} {w.state}{recycled}: {w.tasks_done} tasks, "
                          f"{w.busy:.2f} s busy")
         for e in self.errors:
-            lines.append(f"  error at index {e.index}: {e.type}: {e.message}")
+            at = "in the input" if e.index is None else f"at index {e.index}"
+            lines.append(f"  error {at}: {e.type}: {e.message}")
         return "\n".join(lines)

@@ -63,7 +63,11 @@ class Job:
     exhausted: bool = False
     stopping: str | None = None  # None | "stop" | "failed"
     error: BaseException | None = None
+    input_error: BaseException | None = None  # the input iterable raised (after `read` items)
     errors: list = field(default_factory=list)
+    failure: Any = None  # failures.FailurePolicy: retries, on_error (None: fail the map)
+    attempts: dict = field(default_factory=dict)  # index -> failed attempts, once retried
+    retried: list = field(default_factory=list)  # TaskErrors of the attempts run again
     failed: int = 0
     read: int = 0
     consumed: int = 0
@@ -105,6 +109,7 @@ class TaskBatch:
     started_at: float | None = None  # task_timeout's clock: when its first task started
     memory: float = 0.0  # declared by its map
     dispatched_at: float | None = None
+    settled: bool = False  # its failure was dealt with (a timeout): never run again as is
 
 
 @dataclass(eq=False)
@@ -119,6 +124,8 @@ class WorkerSlot:
     funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
     rss: float = 0.0  # last measured resident memory of its process
     kill_reason: str | None = None
+    over_memory: bool = False  # past max_worker_memory: retired once its queue is done
+    recycled: int = 0  # processes of this slot retired for max_worker_memory
 
     @property
     def alive(self) -> bool:
@@ -154,7 +161,8 @@ class BossState:
     def __init__(self, n_workers: int, *, scheduler: Scheduler | None = None,
                  keep_alive: bool = False, task_timeout: float | None = None,
                  max_tasks_per_worker: int | None = None, positions=None,
-                 clock_at_start: bool = False, setup_timeout: float | None = None):
+                 clock_at_start: bool = False, setup_timeout: float | None = None,
+                 max_worker_memory: float | None = None):
         self.slots = [WorkerSlot(i) for i in range(n_workers)]
         self.scheduler = scheduler or Scheduler()
         # a scheduler that keeps Scheduler.capacity admits everything: no need to count
@@ -168,6 +176,7 @@ class BossState:
         self.setup_timeout = (setup_timeout if setup_timeout is not None else
                               max(SETUP_TIMEOUT, task_timeout or 0.0))
         self.max_tasks = max_tasks_per_worker
+        self.max_memory = max_worker_memory  # bytes of a worker's own memory (USS), or None
         self.positions = positions  # worker id -> position in its batch (read-only view)
         self.jobs: list[Job] = []  # active, in submission order
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
@@ -265,7 +274,8 @@ class BossState:
         place = where(item, index, ev.worker_id)
         exc = (rebuild(ev.error, where=place) if isinstance(ev.error, ErrorPayload)
                else _noted(ev.error, place))
-        self._task_error(job, item, index, ev.worker_id, exc)
+        rest = [(batch.indices[n + 1:], batch.items[n + 1:])]  # never run: the batch stopped
+        self._task_error(job, item, index, ev.worker_id, exc, out, rest)
 
     def _on_DispatchFailed(self, ev, now, out):
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
@@ -273,7 +283,9 @@ class BossState:
             return
         item = getattr(ev.error, "item", batch.items[0])
         index = getattr(ev.error, "index", batch.indices[0])
-        self._task_error(batch.job, item, index, ev.worker_id, ev.error)
+        rest = [(tuple(i for i in batch.indices if i != index),
+                 [x for i, x in zip(batch.indices, batch.items) if i != index])]
+        self._task_error(batch.job, item, index, ev.worker_id, ev.error, out, rest)
 
     def _on_WorkerDied(self, ev, now, out):
         slot = self.slots[ev.worker_id]
@@ -281,6 +293,7 @@ class BossState:
         batches = list(slot.queue)
         slot.queue.clear()
         slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
+        slot.over_memory = False
         slot.funcs.clear()
         slot.since_start = 0
         if batches and reason is None and was != "retiring":
@@ -299,7 +312,9 @@ class BossState:
                 f"running {what}; the pool replaces it",
                 worker_id=ev.worker_id, exitcode=ev.exitcode, item=item, index=index)
             culprit.job.in_flight.pop(culprit.batch_id, None)
-            self._task_error(culprit.job, item, index, ev.worker_id, exc)
+            rest = [(tuple(i for k, i in enumerate(culprit.indices) if k != pos),  # their
+                     [x for k, x in enumerate(culprit.items) if k != pos])]  # results died too
+            self._task_error(culprit.job, item, index, ev.worker_id, exc, out, rest)
         elif was == "retiring" and ev.exitcode not in (0, None) and self.exit_error is None:
             self.exit_error = WorkerDiedError(  # a crash in worker_exit is no normal retirement
                 f"worker {ev.worker_id} died in worker_exit ({describe_exit(ev.exitcode)})",
@@ -315,7 +330,7 @@ class BossState:
         for batch in reversed(batches):  # never started, or interrupted: back to their map
             job = batch.job
             job.in_flight.pop(batch.batch_id, None)
-            if job.active and not job.stopping:
+            if job.active and not job.stopping and not batch.settled:
                 job.requeued.appendleft((batch.indices, batch.items))
 
     def _on_WorkerInitFailed(self, ev, now, out):
@@ -384,10 +399,16 @@ class BossState:
                 f"item {describe(item)} (index {index}) ran longer than task_timeout="
                 f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
         self._kill(slot, "timeout")
-        self._task_error(batch.job, item, index, slot.id, exc)
+        batch.settled = True  # its fate is decided here: not requeued when the worker dies
+        rest = [(batch.indices[1:], batch.items[1:])]
+        self._task_error(batch.job, item, index, slot.id, exc, out, rest)
 
     def _on_WorkerMeasured(self, ev, now, out):
-        self.slots[ev.worker_id].rss = ev.rss
+        slot = self.slots[ev.worker_id]
+        slot.rss = ev.rss
+        if self.max_memory is not None and ev.rss > self.max_memory and slot.state in (
+                "idle", "busy") and (slot.queue or slot.since_start):  # after a task only
+            slot.over_memory = True  # like loky's leak guard: a fresh process replaces it
 
     def _on_Tick(self, ev, now, out):
         pass
@@ -424,10 +445,34 @@ class BossState:
         if job.streaming and job.active:
             out.append(Deliver(job, indices, results))
 
-    def _task_error(self, job, item, index, worker_id, exc):
+    def _task_error(self, job, item, index, worker_id, exc, out, rest=()):
+        """An item failed: run it again, collect its error, or fail the map (failures.py).
+        `rest`: (indices, items) of its batch left unrun, run on if the map goes on."""
         cause = exc.__cause__
-        job.errors.append(TaskError(item, index, type(exc).__name__, str(exc),
-                                    getattr(cause, "tb", "") or "", worker_id))
+        failed_before = job.attempts.get(index, 0)
+        error = TaskError(item, index, type(exc).__name__, str(exc),
+                          getattr(cause, "tb", "") or "", worker_id, failed_before + 1)
+        policy = job.failure
+        if policy is not None and job.active and not job.stopping:
+            again = policy.retry(exc, failed_before)
+            if again or policy.collects:
+                for indices, items in rest:
+                    if items:
+                        job.requeued.appendleft((indices, items))
+            if again:
+                job.attempts[index] = failed_before + 1
+                job.retried.append(error)
+                job.requeued.appendleft(((index,), [item]))
+                return
+            if policy.collects:
+                job.errors.append(error)
+                job.failed += 1
+                value = policy.placeholder(error)
+                job.ledger.record((index,), [value], counted=False)
+                if not job.ledger.keep_results:  # an imap: its consumer gets the placeholder
+                    out.append(Deliver(job, (index,), [value]))  # (a checkpoint stores none)
+                return
+        job.errors.append(error)
         job.failed += 1
         self._fail(job, exc)
 
@@ -493,6 +538,8 @@ class BossState:
     def _give_batch(self, slot, now, n_ready, out, jobs) -> bool:
         queued = bool(slot.queue)
         if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
+            return False
+        if slot.over_memory:
             return False
         quota = None
         if self.max_tasks is not None:
@@ -590,11 +637,8 @@ class BossState:
                 exc = ValueError(  # a lazy input whose stated length (iterable_len) was wrong
                     f"iterable_len={job.total}, but the iterable gave "
                     f"{'more' if job.read > job.total else job.read} items")
-            if exc is not None:  # the user's iterable raised: the map fails with it
-                add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
-                job.requeued.extendleft(reversed(chunks))
-                self._fail(job, exc)
-                return None
+            if exc is not None:  # the user's iterable raised: see _input_failed
+                self._input_failed(job, exc)
         if not chunks:
             return None
         if len(chunks) == 1:
@@ -602,10 +646,26 @@ class BossState:
         return (_compact([i for c in chunks for i in c[0]]),
                 [item for c in chunks for item in c[1]])
 
+    def _input_failed(self, job, exc):
+        """The input iterable raised. As with multiprocessing, what was read before runs to
+        the end and reaches the consumer; then the map fails with the input's own error,
+        noted as one and listed in the report's errors (index None: no item failed)."""
+        import traceback
+        job.exhausted = True
+        add_note(exc, f"nbpar: raised by the input iterable after {job.read} items")
+        job.input_error = exc
+        job.errors.append(TaskError(
+            None, None, type(exc).__name__,
+            f"the input iterable raised after {job.read} items (an input error; the items "
+            f"read before it ran): {exc}",
+            "".join(traceback.format_exception(exc)), None))
+
     def _finish_jobs(self, now, out):
         for job in list(self.jobs):
             if job.in_flight or not (job.stopping or (job.exhausted and not job.requeued)):
                 continue
+            if job.input_error is not None and job.error is None:
+                job.error, job.stopping = job.input_error, "failed"
             self.jobs.remove(job)
             job.finished_at = now
             job.status = ("failed" if job.stopping == "failed" else
@@ -635,7 +695,8 @@ class BossState:
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
-        if not (self.held or self.resharing or self.ending or self.max_tasks is not None) and (
+        if not (self.held or self.resharing or self.ending or self.max_tasks is not None
+                or self.max_memory is not None) and (
                 self.jobs or self.keep_alive) and all(
                 s.state in ("idle", "busy") for s in self.slots):
             return  # every worker up and wanted: nothing to start or retire
@@ -663,6 +724,9 @@ class BossState:
             retire = bool(self.resharing) or (
                 not self.jobs and (self.ending or not self.keep_alive)) or (
                 self.max_tasks is not None and slot.since_start >= self.max_tasks)
+            if slot.over_memory and not retire:
+                retire = True
+                slot.recycled += 1  # retired for its memory alone: the report counts it
             if retire:
                 slot.state = "retiring"
                 slot.kill_reason = "retire"
@@ -687,7 +751,8 @@ class BossState:
         end = job.finished_at if job.finished_at is not None else now
         elapsed = end - job.started_at if job.started_at is not None else 0.0
         return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
-                      tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()))
+                      tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()),
+                      tuple(job.retried))
 
     def _worker_info(self, slot, positions) -> WorkerInfo:
         item = index = None
@@ -696,7 +761,10 @@ class BossState:
             pos = positions(slot.id) if positions else 0
             pos = pos if pos is not None and 0 <= pos < len(batch.items) else 0
             item, index = batch.items[pos], batch.indices[pos]
-        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index)
+        memory = {} if self.max_memory is None else {"memory": slot.rss or None,
+                                                      "recycled": slot.recycled}
+        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index,
+                          **memory)
 
 
 def _noted(exc, place):

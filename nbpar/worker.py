@@ -211,6 +211,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     the pool's bundle: shared objects, worker_init and worker_exit (bundle.py)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _own_process_group()
+    _allow_children()
     _die_with_parent()
     for fd in close_fds:
         try:
@@ -223,6 +224,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     faulthandler.enable(sys.stderr)  # a crash's Python traceback reaches the caller, tagged
     _enter_callers_world(setup)
+    _cap_inner_threads(setup.inner_threads)  # before the shared objects load a library
     from .bundle import open_bundle
     from .shared import ProgressBoard
     bundle = open_bundle(shared)
@@ -278,6 +280,39 @@ def _own_process_group():
         os.setpgid(0, 0)
     except OSError:
         pass  # a session leader already (cannot happen for a forked child; harmless)
+
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_NATIVE = ("numpy", "scipy", "torch", "sklearn", "numexpr")  # modules that load BLAS/OpenMP
+
+
+def _cap_inner_threads(n):
+    """Cap the thread pools of BLAS and OpenMP in this worker (WorkerPool inner_threads=).
+    Libraries loaded from now on read the environment; those already loaded (a forked
+    caller's NumPy) are capped through threadpoolctl, when it is installed (nbpar[threads])."""
+    if n is None:
+        return
+    for var in _THREAD_VARS:
+        os.environ[var] = str(n)
+    if any(name in sys.modules for name in _NATIVE):
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return
+        threadpool_limits(limits=n)
+
+
+def _allow_children():
+    """Workers are not daemonic to the tasks they run, under every start method (MPIRE's
+    daemon=False): a task may start processes, nbpar pools included. The caller's side
+    still starts fork and spawn workers daemonic, so multiprocessing ends them if the caller
+    exits; nothing outlives its pool either way (PDEATHSIG, process groups, the Boss)."""
+    import multiprocessing
+    try:
+        multiprocessing.current_process().daemon = False
+    except AssertionError:
+        pass  # not a multiprocessing child (cannot happen for nbpar's workers)
 
 
 def _die_with_parent():

@@ -314,14 +314,18 @@ _CELL = "padding:1px 8px;text-align:left"
 def _workers_html(workers) -> str:
     if not workers:
         return ""
+    limited = any(w.recycled is not None for w in workers)  # a pool with max_worker_memory
     head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in
-                   ("worker", "pid", "state", "current item", "tasks done", "busy time"))
+                   ("worker", "pid", "state", "current item", "tasks done", "busy time")
+                   + (("memory", "recycled") if limited else ()))
     rows = []
     for info in workers:
         item = "" if info.state != "busy" else html.escape(describe(info.current_item))
         colour = {"busy": "#1565c0", "dead": "#999"}.get(info.state, "#555")
         cells = (info.id, info.where or info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
                  item, info.tasks_done, f"{info.busy:.1f} s")
+        if limited:
+            cells += (f"{info.memory / 2**20:.0f} MB" if info.memory else "", info.recycled)
         rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
     return ("<table style='border-collapse:collapse;font-size:12px;font-family:monospace'>"
             f"<tr>{head}</tr>{''.join(rows)}</table>")
@@ -332,7 +336,8 @@ def _errors_html(errors) -> str:
         return ""
     parts = []
     for e in errors[:MAX_ERRORS]:
-        where = f"item {describe(e.item)} (index {e.index}) on worker {e.worker_id}"
+        where = ("the input iterable" if e.index is None and e.worker_id is None else
+                 f"item {describe(e.item)} (index {e.index}) on worker {e.worker_id}")
         parts.append(
             f"<details><summary style='color:#c62828'>{html.escape(where)}: "
             f"{html.escape(e.type)}: {html.escape(e.message)}</summary>"

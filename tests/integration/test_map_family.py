@@ -163,3 +163,34 @@ def test_max_tasks_per_worker_replaces_workers():
         pids = pool.map(tasks.pid_of, range(9), chunk_size=1)
     assert [len(set(pids[i:i + 3])) for i in (0, 3, 6)] == [1, 1, 1]
     assert len(set(pids)) == 3
+
+
+def _breaks_after(n):
+    """A generator that yields 0..n-1, then raises: an input that fails midway."""
+    yield from range(n)
+    raise OSError("the source broke")
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["imap", "imap_unordered"])
+@pytest.mark.parametrize("method", METHODS)
+def test_imap_over_an_input_that_raises_yields_what_was_read_then_the_input_error(
+        method, ordered):
+    """As multiprocessing's imap does: every item read before the input failed is run and
+    yielded, then the input's own error is raised, named as an input error, and it is in
+    the report's errors."""
+    got = []
+    with nbpar.WorkerPool(2, start_method=method) as pool:
+        stream = (pool.imap if ordered else pool.imap_unordered)(
+            tasks.nap, _breaks_after(30), chunk_size=1)
+        with pytest.raises(OSError, match="the source broke") as err:
+            for value in stream:
+                got.append(value)
+        report = pool.report()
+    assert (got if ordered else sorted(got)) == list(range(30))
+    assert any("raised by the input iterable after 30 items" in note
+               for note in getattr(err.value, "__notes__", [])), err.value
+    assert report.status == "failed"
+    (error,) = report.errors
+    assert error.index is None and error.type == "OSError"
+    assert "input iterable raised after 30 items" in error.message
+    assert "the source broke" in error.traceback
