@@ -1,7 +1,9 @@
 """Adapters: each peer used the way its documentation shows, behind one small interface.
 
 A system is a name and a factory `make(n_workers)` returning an object with
-`map(func, items)`, `apply(func, arg)` (one call, its result) and `close()`.
+`map(func, items)`, `apply(func, arg)` (one call, its result) and `close()`; those that offer
+many calls in flight at once also have `many(func, items)` (every call handed over before
+the first result is asked for).
 Warm workloads build it once and time calls; cold workloads time make + map + close.
 """
 
@@ -25,6 +27,10 @@ class _PoolWithProgressBar:
     def apply(self, func, arg):
         return self.pool.apply_async(func, (arg,)).get()
 
+    def many(self, func, items):
+        calls = [self.pool.apply_async(func, (x,)) for x in items]
+        return [c.get() for c in calls]
+
 
 class NbparSystem(_PoolWithProgressBar):
     def __init__(self, n, start_method=None, progress_bar=False, **options):
@@ -40,6 +46,27 @@ class NbparSystem(_PoolWithProgressBar):
         self.pool.join()
 
 
+class NbparExecutorSystem:
+    """nbpar.Executor used as code written for ProcessPoolExecutor uses it."""
+
+    def __init__(self, n):
+        import nbpar
+        self.pool = nbpar.Executor(n)
+
+    def map(self, func, items):
+        return list(self.pool.map(func, items))  # the default chunksize, as most code does
+
+    def apply(self, func, arg):
+        return self.pool.submit(func, arg).result()
+
+    def many(self, func, items):
+        futures = [self.pool.submit(func, x) for x in items]
+        return [f.result() for f in futures]
+
+    def close(self):
+        self.pool.shutdown()
+
+
 class MpPoolSystem:
     def __init__(self, n, start_method="fork"):
         self.pool = mp.get_context(start_method).Pool(n)
@@ -49,6 +76,10 @@ class MpPoolSystem:
 
     def apply(self, func, arg):
         return self.pool.apply_async(func, (arg,)).get()
+
+    def many(self, func, items):
+        calls = [self.pool.apply_async(func, (x,)) for x in items]
+        return [c.get() for c in calls]
 
     def close(self):
         self.pool.close()
@@ -68,8 +99,19 @@ class ProcessPoolSystem:
     def apply(self, func, arg):
         return self.pool.submit(func, arg).result()
 
+    def many(self, func, items):
+        futures = [self.pool.submit(func, x) for x in items]
+        return [f.result() for f in futures]
+
     def close(self):
         self.pool.shutdown()
+
+
+class ProcessPoolDefaultMapSystem(ProcessPoolSystem):
+    """ProcessPoolExecutor.map with its default chunksize (1), as most code calls it."""
+
+    def map(self, func, items):
+        return list(self.pool.map(func, items))
 
 
 class JoblibSystem:
@@ -192,6 +234,8 @@ SYSTEMS = {
     "mp.Pool-fork": lambda n: MpPoolSystem(n, "fork"),
     "mp.Pool-forkserver": lambda n: MpPoolSystem(n, "forkserver"),
     "ProcessPoolExecutor": lambda n: ProcessPoolSystem(n, "fork"),
+    "ProcessPoolExecutor-default": lambda n: ProcessPoolDefaultMapSystem(n, "fork"),
+    "nbpar.Executor": lambda n: NbparExecutorSystem(n),
     "joblib-loky": lambda n: JoblibSystem(n),
     "mpire": lambda n: MpireSystem(n, "fork"),
     "mpire+progress": lambda n: MpireSystem(n, "fork", progress_bar=True),

@@ -15,6 +15,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import tasks
 from .systems import SYSTEMS
@@ -119,6 +120,36 @@ def apply(systems, repeat, n, calls=200):
         samples = _interleaved(systems, repeat, measure)
     return Result("apply", "apply_async round trip, warm pool", "s", "mp.Pool-fork", samples,
                   "nbpar ≤ 1.0 × mp.Pool(fork)")
+
+
+def inflight(systems, repeat, n, calls):
+    """`calls` trivial calls handed over at once (apply_async / submit), then every result
+    awaited, on warm pools: what many outstanding calls cost."""
+    items = list(range(calls))
+    with _opened(systems, n) as pools:
+        for pool in pools.values():
+            pool.many(tasks.trivial, range(200))
+
+        def measure(name):
+            start = time.perf_counter()
+            out = pools[name].many(tasks.trivial, items)
+            elapsed = time.perf_counter() - start
+            assert out == items
+            return elapsed
+        samples = _interleaved(systems, repeat, measure)
+    return Result(f"inflight-{calls // 1000}k", f"{calls:,} apply_async/submit in flight, "
+                  f"warm pool", "s", "ProcessPoolExecutor", samples,
+                  "nbpar ≤ 1.0 × ProcessPoolExecutor")
+
+
+def executor_map(systems, repeat, n, calls):
+    """Executor.map(trivial, range(calls)) with the default chunksize, warm executors."""
+    items = list(range(calls))
+    samples = _warm(systems, repeat, n, tasks.trivial, items, lambda out: out == items,
+                    warm_items=items[:200])
+    return Result(f"executor-map-{calls // 1000}k", f"Executor.map over {calls:,} items, "
+                  f"default chunksize, warm", "s", "ProcessPoolExecutor-default", samples,
+                  "nbpar.Executor ≤ 1.0 × ProcessPoolExecutor")
 
 
 def progress(systems, repeat, n):
@@ -274,6 +305,12 @@ WORKLOADS = {
     "startup": (startup, ["nbpar", "nbpar-fork", "mp.Pool-forkserver", "mp.Pool-fork",
                           "mpire"]),
     "apply": (apply, ["nbpar", "nbpar-fork", "mp.Pool-fork", "ProcessPoolExecutor", "mpire"]),
+    **{f"inflight-{k}k": (partial(inflight, calls=k * 1000),
+                          ["nbpar", "nbpar.Executor", "ProcessPoolExecutor", "mp.Pool-fork"])
+       for k in (1, 4, 16)},
+    **{f"executor-map-{k}k": (partial(executor_map, calls=k * 1000),
+                              ["nbpar.Executor", "ProcessPoolExecutor-default"])
+       for k in (1, 4, 16)},
     "progress": (progress, ["nbpar", "nbpar+progress", "mpire", "mpire+progress"]),
     "shared": (shared, ["nbpar-fork", "nbpar+shared_array", "nbpar-spawn+shared_array",
                         "nbpar", "nbpar-spawn", "mp.Pool-fork", "joblib-loky", "mpire",

@@ -11,6 +11,7 @@ from .errors import (CheckpointError, JobError, NbparError, SerializationError, 
 from .executor import Executor
 from .jobs import AsyncResult
 from .logs import get_logger
+from .mp_pool import Pool
 from .pool import WorkerPool
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import (JobsLimit, LongerFirstScheduler, MaxMemoryScheduler,
@@ -22,7 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult", "Boss", "CheckpointError", "Executor", "JobError", "JobsLimit",
-    "LongerFirstScheduler", "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Report",
+    "LongerFirstScheduler", "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Pool",
+    "Report",
     "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
     "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map", "register_joblib", "register_pandas", "run_job",
     "shared_array", "thread_map",

@@ -7,6 +7,7 @@ handle. Nothing here decides anything: that is the Boss's job.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import queue
 import threading
 import time
@@ -220,6 +221,24 @@ class JobHandle:
                 return
             yield chunk
 
+    def next_chunk_until(self, deadline=None):
+        """The next delivered (indices, results) pair, waiting until `deadline`
+        (time.monotonic(); None: for ever) and raising TimeoutError when it passes; at the
+        end None, or the map's error -- then and on every later call."""
+        try:
+            if deadline is None:
+                chunk = self._stream.get()
+            else:
+                chunk = self._stream.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise TimeoutError("the map's next result was not ready in time") from None
+        if chunk is _END:
+            self._stream.put(_END)  # stays ended for a later look
+            if self.error is not None:
+                raise self.error
+            return None
+        return chunk
+
     def chunks(self, deadline=None):
         """Delivered (indices, results) pairs as they come; raises the map's error at the end,
         and TimeoutError if `deadline` (time.monotonic()) passes before the next one."""
@@ -272,6 +291,38 @@ class FutureHandle(JobHandle):
             self.future.cancel()
 
 
+class CollectHandle(JobHandle):
+    """A map whose ordered results land in a Future as one list (multiprocessing's
+    map_async): delivered results are placed by index, the list handed over at the end."""
+
+    def __init__(self, func, future: Future, total: int, functions=None):
+        super().__init__(func, streaming=False, functions=functions)
+        self.future = future
+        self._slots: list | None = [None] * total
+
+    def deliver(self, indices, results):
+        slots = self._slots
+        if isinstance(indices, range) and indices.step == 1:
+            slots[indices.start:indices.stop] = results
+        else:
+            for index, value in zip(indices, results):
+                slots[index] = value
+
+    def finish(self, error, report):
+        slots, self._slots = self._slots, None
+        future, self.future = self.future, None  # the caller's to hold, not the pool's
+        super().finish(error, report)
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(slots)
+
+
+class ResultTimeout(multiprocessing.TimeoutError, TimeoutError):
+    """AsyncResult.get(timeout) ran out: caught as multiprocessing.TimeoutError (what
+    multiprocessing and MPIRE raise) and as the builtin TimeoutError."""
+
+
 class AsyncResult:
     """multiprocessing's AsyncResult over a Future: get(timeout), ready(), successful(), wait()."""
 
@@ -283,7 +334,7 @@ class AsyncResult:
             return self._future.result(timeout)
         except TimeoutError:
             if not self._future.done():
-                raise TimeoutError(f"the result was not ready within {timeout} s") from None
+                raise ResultTimeout(f"the result was not ready within {timeout} s") from None
             raise
 
     def wait(self, timeout=None):

@@ -21,8 +21,8 @@ from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .errors import describe
 from .failures import NO_DEFAULT, make_policy
-from .jobs import (STOP_WAIT, AsyncResult, FunctionKeys, FutureHandle, JobHandle,
-                   Release)
+from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
+                   JobHandle, Release)
 from .messages import WorkerSetup
 from .pool_async import AsyncMaps
 from .reports import Ledger, Report
@@ -416,12 +416,31 @@ class WorkerPool(AsyncMaps):
         concurrent.futures' and multiprocessing's maps do); neither the items nor the results
         are kept by the pool once handed over (the layers for those APIs, executor.py and
         mp.py, use it)."""
+        job = self._eager_job(func, items, star=star, chunk_size=chunk_size)
+        return self._iterate(job, ordered, progress_bar, deadline)
+
+    def _eager_job(self, func, items, *, star, chunk_size=None):
+        """`_eager`'s job, handed to the Boss; its results stream to `job.handle`."""
         _check_func(func)
         _check_chunk_size(chunk_size)
         job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
                             star=star, chunk_size=chunk_size, keep_results=False)
         self._submit(job)
-        return self._iterate(job, ordered, progress_bar, deadline)
+        return job
+
+    def _collect(self, func, items, *, star, chunk_size=None) -> tuple:
+        """A map over a list already read whose ordered results land in a Future, as one
+        list (multiprocessing's map_async; mp_pool.py). The map is handed to the Boss now;
+        the pool keeps neither its items nor its results. Returns (job, future)."""
+        _check_func(func)
+        _check_chunk_size(chunk_size)
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
+                            star=star, chunk_size=chunk_size, keep_results=False,
+                            handle=CollectHandle(func, future, len(items), self._functions))
+        self._submit(job)
+        return job, future
 
     def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
                 failure=None):
@@ -470,6 +489,14 @@ class WorkerPool(AsyncMaps):
             if bar is not None:
                 bar.close()
             raise
+        self._follow(job, bar, store)
+        if handle.error is not None:
+            raise handle.error
+
+    def _follow(self, job, bar=None, store=None):
+        """Wait in the caller's thread for a submitted map to end, drawing its bar (closed
+        at the end) or storing its results; Ctrl-C stops it at once."""
+        handle = job.handle
         try:
             if store is None and bar is None:
                 handle.wait()
@@ -485,8 +512,6 @@ class WorkerPool(AsyncMaps):
                 store.close()
             if bar is not None:
                 bar.close(handle.report if handle.done else None)
-        if handle.error is not None:
-            raise handle.error
 
     def _store_results(self, job, store):
         """Write each delivered result to the checkpoint as it arrives (caller's thread)."""

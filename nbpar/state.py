@@ -151,8 +151,42 @@ def describe_exit(exitcode) -> str:
 
 
 SETUP_TIMEOUT = 60.0  # seconds a dispatched batch may take to start (unpickling, imports)
+
+
+class JobTable:
+    """The active jobs in submission order, found by id at once: thousands of single calls in
+    flight must not cost a walk over all of them per event."""
+
+    __slots__ = ("_by_id",)
+
+    def __init__(self):
+        self._by_id: dict = {}
+
+    def append(self, job):
+        self._by_id[job.id] = job
+
+    def remove(self, job):
+        del self._by_id[job.id]
+
+    def get(self, job_id):
+        return self._by_id.get(job_id)
+
+    def has(self, job) -> bool:
+        return self._by_id.get(job.id) is job
+
+    def clear(self):
+        self._by_id.clear()
+
+    def __iter__(self):
+        return iter(self._by_id.values())
+
+    def __len__(self):
+        return len(self._by_id)
+
+
 FUNCS_PER_WORKER = 64  # functions a worker keeps unpickled (the oldest are forgotten)
 HISTORY = 100  # finished maps' reports kept for schedulers
+LEARNED = 256  # functions whose measured time per item is remembered
 
 
 class BossState:
@@ -178,7 +212,14 @@ class BossState:
         self.max_tasks = max_tasks_per_worker
         self.max_memory = max_worker_memory  # bytes of a worker's own memory (USS), or None
         self.positions = positions  # worker id -> position in its batch (read-only view)
-        self.jobs: list[Job] = []  # active, in submission order
+        self.jobs = JobTable()  # active, in submission order
+        # Work is found and jobs are finished without walking every job: `_feeding` holds
+        # the jobs that may have items to hand out (pruned as they are passed over),
+        # `_touched` those whose end may have come with this event (`_check_all`: every job,
+        # after a signal or a death).
+        self._feeding: dict = {}
+        self._touched: list = []
+        self._check_all = False
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
@@ -235,9 +276,11 @@ class BossState:
         order = self.scheduler.order(job)
         if order is not None:
             job.source = job.source.reordered(order)
-        if not job.single and job.chunker.per_item is None and job.func_key in self.learned:
-            job.chunker.seed(self.learned[job.func_key])  # (one call: a batch of one anyway)
+        if job.chunker.per_item is None and job.func_key in self.learned:
+            job.chunker.seed(self.learned[job.func_key])  # (one call: whether to queue it)
         self.jobs.append(job)
+        self._feeding[job.id] = job
+        self._touched.append(job)
         if not job.single:
             self.last_job = job
 
@@ -332,6 +375,8 @@ class BossState:
             job.in_flight.pop(batch.batch_id, None)
             if job.active and not job.stopping and not batch.settled:
                 job.requeued.appendleft((batch.indices, batch.items))
+                self._feed_again(job)
+        self._check_all = True
 
     def _on_WorkerInitFailed(self, ev, now, out):
         exc = rebuild(ev.error, where=f"raised in worker_init on worker {ev.worker_id}")
@@ -347,9 +392,10 @@ class BossState:
             self._fail(job, ev.error)
 
     def _on_CancelJob(self, ev, now, out):
-        for job in self.jobs:
-            if job.id == ev.job_id and not job.stopping:
-                job.stopping = "stop"
+        job = self.jobs.get(ev.job_id)
+        if job is not None and not job.stopping:
+            job.stopping = "stop"
+            self._touched.append(job)
 
     def _on_Reshare(self, ev, now, out):
         self.resharing.append(ev.prepared)
@@ -362,6 +408,7 @@ class BossState:
 
     def _on_SignalReceived(self, ev, now, out):
         sig = ev.signal
+        self._check_all = True
         if sig is Signal.HALT:
             self.halted = True
         elif sig is Signal.RESUME:
@@ -414,9 +461,9 @@ class BossState:
         pass
 
     def _on_ResultsConsumed(self, ev, now, out):
-        for job in self.jobs:
-            if job.id == ev.job_id:
-                job.consumed += ev.n
+        job = self.jobs.get(ev.job_id)
+        if job is not None:
+            job.consumed += ev.n
 
     # -- helpers
     def _pop_batch(self, worker_id, batch_id, now):
@@ -428,6 +475,7 @@ class BossState:
         else:
             return slot, None
         batch.job.in_flight.pop(batch_id, None)
+        self._touched.append(batch.job)
         if slot.queue:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
@@ -482,6 +530,7 @@ class BossState:
         if job.error is None:
             job.error = exc
         job.stopping = "failed"
+        self._touched.append(job)
         job.requeued.clear()
         for slot in self.slots:  # the rest of the map stops: its in-flight work is cut short
             if any(b.job is job for b in slot.queue) and slot.kill_reason is None:
@@ -521,21 +570,46 @@ class BossState:
         return Running(total, by_job, memory)
 
     def _dispatch(self, now, out):
-        if self.halted or self.resharing:
-            return
-        jobs = [j for j in self.jobs if not j.stopping and (j.requeued or not j.exhausted)]
-        if not jobs:
+        if self.halted or self.resharing or not self._feeding:
             return
         n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
         for slot in sorted(self.slots, key=lambda s: len(s.queue)):
             while slot.state in ("idle", "busy") and slot.kill_reason is None:
-                if not self._give_batch(slot, now, n_ready, out, jobs):
+                if not self._give_batch(slot, now, n_ready, out):
                     break
-                jobs = [j for j in jobs if j.requeued or not j.exhausted]
-                if not jobs:
+                if not self._feeding:
                     return
 
-    def _give_batch(self, slot, now, n_ready, out, jobs) -> bool:
+    def _feed_again(self, job):
+        """A job given work back (a dead worker's batches) feeds again, in its place by
+        submission order."""
+        if self._feeding.get(job.id) is job:
+            return
+        self._feeding[job.id] = job
+        order = {j.id: k for k, j in enumerate(self.jobs)}  # rare (a death): a walk is fine
+        self._feeding = dict(sorted(self._feeding.items(), key=lambda kv: order.get(kv[0], -1)))
+
+    def _candidates(self, slot, queued):
+        """The jobs a slot may take a batch of, in submission order; jobs with nothing left to
+        hand out are dropped from `_feeding` as they are passed over. A slot with a batch
+        queued takes only more of the same map, or -- after a single call -- the next one."""
+        last = slot.queue[-1].job if queued else None
+        dead = []
+        try:
+            for jid, job in self._feeding.items():
+                if job.stopping or not job.active or (job.exhausted and not job.requeued):
+                    dead.append(jid)
+                    continue
+                if last is not None and job is not last and not (last.single and job.single):
+                    continue
+                yield job
+                if last is not None:
+                    return  # a queue takes its one candidate or nothing: no walk over the rest
+        finally:
+            for jid in dead:
+                del self._feeding[jid]
+
+    def _give_batch(self, slot, now, n_ready, out) -> bool:
         queued = bool(slot.queue)
         if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
             return False
@@ -546,12 +620,15 @@ class BossState:
             quota = self.max_tasks - slot.since_start - slot.queued_items()
             if quota <= 0:
                 return False
+        candidates = self._candidates(slot, queued)
+        try:
+            return self._give_from(candidates, slot, queued, quota, now, n_ready, out)
+        finally:
+            candidates.close()  # drops what it passed over
+
+    def _give_from(self, candidates, slot, queued, quota, now, n_ready, out) -> bool:
         running = None
-        for job in jobs:
-            if job.exhausted and not job.requeued:
-                continue
-            if queued and slot.queue[-1].job is not job:
-                continue  # only prefetch more of the same map
+        for job in candidates:
             if not queued and (self._capped or job.limit is not None):
                 running = running or self._running()
                 if not self._admits(job, running):
@@ -628,6 +705,7 @@ class BossState:
             if len(items) < size - got or (job.source.length is not None
                                             and job.read >= job.source.length):
                 job.exhausted = True
+                self._touched.append(job)
             if items:
                 job.ledger.note_read(indices, items)
                 chunks.append((indices, items))
@@ -661,7 +739,14 @@ class BossState:
             "".join(traceback.format_exception(exc)), None))
 
     def _finish_jobs(self, now, out):
-        for job in list(self.jobs):
+        if self._check_all:
+            touched, self._check_all = list(self.jobs), False
+        else:
+            touched = self._touched
+        self._touched = []
+        for job in touched:
+            if not self.jobs.has(job):
+                continue  # finished already (touched twice)
             if job.in_flight or not (job.stopping or (job.exhausted and not job.requeued)):
                 continue
             if job.input_error is not None and job.error is None:
@@ -670,8 +755,11 @@ class BossState:
             job.finished_at = now
             job.status = ("failed" if job.stopping == "failed" else
                           "stopped" if job.stopping else "finished")
-            if job.chunker.per_item is not None and not job.single:
+            if job.chunker.per_item is not None:
+                self.learned.pop(job.func_key, None)  # the newest last: the oldest go first
                 self.learned[job.func_key] = job.chunker.per_item
+                if len(self.learned) > LEARNED:
+                    del self.learned[next(iter(self.learned))]
             job.func = job.source = None  # nothing more to run: let the caller's objects go
             if not self.keep_alive and not self.jobs and any(s.alive for s in self.slots):
                 self.held.append(job)  # finish once the workers retired (exit results)

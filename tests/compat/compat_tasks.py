@@ -76,3 +76,8 @@ class Big:
 
     def method(self, x=0):
         return x
+
+
+def slow_square(x, seconds=0.05):
+    time.sleep(seconds)
+    return x * x

@@ -35,3 +35,19 @@ def test_a_ready_key_of_a_closed_fd_is_not_news_of_the_fd_reusing_its_number():
             os.close(fd)
         boss._selector.close()
         boss.control.close()
+
+
+def test_a_burst_of_control_messages_wakes_the_boss_once_and_none_is_lost():
+    from nbpar.boss import ControlPipe
+    pipe = ControlPipe()
+    try:
+        for k in range(1000):
+            pipe.send(k)
+        assert len(os.read(pipe.fileno(), 65536)) == 1  # one wake-up byte for the burst
+        pipe._armed = True  # (as after that read: the byte is taken, the flag not yet cleared)
+        assert pipe.drain() == list(range(1000))
+        pipe.send("next")  # after a drain, the next message writes a byte again
+        assert os.read(pipe.fileno(), 65536) == b"\0"
+        assert pipe.drain() == ["next"]
+    finally:
+        pipe.close()

@@ -905,3 +905,40 @@ def test_worker_exit_error_report_agrees_with_the_error():
     fin = finish(pool.died(0, 0))
     assert type(fin.error) is ValueError
     assert fin.report.status == "failed" == job.status
+
+
+class _CountedJob(st.Job):
+    """A Job that counts how often the state machine looks at it."""
+
+    reads = 0
+
+    def __getattribute__(self, name):
+        _CountedJob.reads += 1
+        return super().__getattribute__(name)
+
+
+def _work_for_single_calls(n):
+    """Attribute reads of jobs by the state machine to run n single calls, all in flight."""
+    p = Pool(2, keep_alive=True)
+    _CountedJob.reads = 0
+    for x in range(n):
+        job = _CountedJob(next(_job_ids), _task, ListSource([(x,)]),
+                          Ledger(1, [(x,)], None, True), total=1, star=True, streaming=True,
+                          single=True, chunker=AdaptiveChunker(None), func_key=1,
+                          func_name="tests._task")
+        job.handle = object()
+        p.submit(job)
+    finished = len(of(p.ready(0, 1), st.FinishJob))
+    while any(s.queue for s in p.state.slots):
+        for wid in (0, 1):
+            if p.state.slots[wid].queue:
+                finished += len(of(p.done(wid), st.FinishJob))
+    assert finished == n and not p.state.jobs
+    return _CountedJob.reads
+
+
+def test_many_single_calls_in_flight_cost_work_linear_in_their_number():
+    """Each event looks at the jobs it concerns, not at every job in flight (4 × the calls:
+    about 4 × the work, where a walk over every job per event would make it 16 ×)."""
+    small, large = _work_for_single_calls(500), _work_for_single_calls(2000)
+    assert large / small < 5, (small, large)
