@@ -33,6 +33,7 @@ from ..errors import StoppedError
 from ..pool import WorkerPool
 from ..reports import Report
 from ..signals import Signal
+from .views import show
 
 NAME = "nbpar"
 
@@ -212,7 +213,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def start_call(self):
         if self.progress_bar and self.run is not None:
-            self._view = _view_of(self.run)
+            self._view = show(self.run, unit="task")
 
     def stop_call(self):
         if self.run is not None:
@@ -336,13 +337,3 @@ def register(progress_bar=True, keep_workers=True, **pool_options) -> JoblibRuns
 
     register_parallel_backend(NAME, factory)
     return runs
-
-
-def _view_of(run):
-    """The widget in a notebook (its buttons reach the pool), the tqdm bar elsewhere."""
-    from ..ui.kernel import in_notebook
-    if in_notebook():
-        from ..ui.widget import PoolWidget
-        return PoolWidget.for_map(run, live=False)
-    from ..ui.progress import ProgressBar
-    return ProgressBar(run, None, initial=0, unit="task")

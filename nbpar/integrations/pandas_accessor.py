@@ -25,6 +25,7 @@ from pandas.core.groupby import DataFrameGroupBy
 
 from ..errors import StoppedError
 from ..pool import WorkerPool
+from .views import show
 
 NAME = "nbpar"
 CHUNKS_PER_WORKER = 8  # enough chunks for a live bar and a prompt STOP, few enough to be cheap
@@ -74,10 +75,15 @@ class _Runner:
         naming the rows done and how to continue."""
         own = self.pool is None
         pool = WorkerPool(self.n_jobs, **self.pool_options) if own else self.pool
+        view = None
         try:
+            if self.progress_bar:
+                total = report.total if report is not None else len(pieces)
+                view = show(pool, total, report.done if report is not None else 0,
+                            unit="chunk")
             if report is not None:
-                return pool.map(task, report=report, progress_bar=self.progress_bar)
-            return pool.map(task, pieces, progress_bar=self.progress_bar, chunk_size=1)
+                return pool.map(task, report=report)
+            return pool.map(task, pieces, chunk_size=1)
         except StoppedError as err:
             stopped = err.report
             rows = sum(_length(piece) for piece in stopped.results.values())
@@ -87,6 +93,8 @@ class _Runner:
                 f"({stopped.done} of {stopped.total} chunks); continue it with {again}",
                 stopped) from None
         finally:
+            if view is not None:
+                view.close()
             if own:
                 pool.close()
                 pool.join()

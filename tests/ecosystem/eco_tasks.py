@@ -49,3 +49,12 @@ def row_score(row):
 def slow_row(row, delay=0.002):
     time.sleep(delay)
     return row["a"] + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def nap_square(x, seconds=0.02):
+    time.sleep(seconds)
+    return x * x
