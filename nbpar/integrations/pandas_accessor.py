@@ -33,15 +33,29 @@ MIN_CHUNK_ROWS = 1000  # below this a chunk costs more to send than its rows tak
 
 
 # -- what runs in the workers: pandas' own call on one chunk
-def _apply_frame(chunk, *, func, axis, kwargs):
+class _ChunkTask:
+    """`call(chunk, func, **options)` on each chunk, named after the user's `func`: the
+    widget, the reports and a continuation (`report=`) see `fare`, not this wrapper."""
+
+    def __init__(self, call, func, **options):
+        self.call, self.user_func, self.options = call, func, options
+        inner = getattr(func, "func", func)  # a functools.partial: its function's name
+        self.__module__ = getattr(inner, "__module__", None) or __name__
+        self.__qualname__ = getattr(inner, "__qualname__", None) or type(inner).__name__
+
+    def __call__(self, chunk):
+        return self.call(chunk, self.user_func, **self.options)
+
+
+def _apply_frame(chunk, func, *, axis, kwargs):
     return chunk.apply(func, axis=axis, **kwargs)
 
 
-def _map_series(chunk, *, func, na_action, kwargs):
+def _map_series(chunk, func, *, na_action, kwargs):
     return chunk.map(func, na_action=na_action, **kwargs)
 
 
-def _apply_groups(chunk, *, func, by, options, kwargs):
+def _apply_groups(chunk, func, *, by, options, kwargs):
     return chunk.groupby(by, **options).apply(func, **kwargs)
 
 
@@ -145,7 +159,7 @@ class FrameAccessor:
         cut = 1 - axis  # axis=1 calls func per row: cut rows; axis=0: cut columns
         pieces = [] if report is not None else _split(
             frame, runner.count(frame.shape[cut], runner.workers()), cut)
-        task = functools.partial(_apply_frame, func=func, axis=axis, kwargs=kwargs)
+        task = _ChunkTask(_apply_frame, func, axis=axis, kwargs=kwargs)
         results = runner.run(task, pieces, report, f"apply(axis={axis})",
                              f"df.nbpar.apply(func, axis={axis}, report=err.report)")
         if cut == 0:
@@ -172,7 +186,7 @@ class SeriesAccessor:
             return series.map(func, na_action=na_action, **kwargs)
         pieces = [] if report is not None else _split(
             series, runner.count(len(series), runner.workers()))
-        task = functools.partial(_map_series, func=func, na_action=na_action, kwargs=kwargs)
+        task = _ChunkTask(_map_series, func, na_action=na_action, kwargs=kwargs)
         return _concat(runner.run(task, pieces, report, "map",
                                   "series.nbpar.map(func, report=err.report)"))
 
@@ -206,8 +220,7 @@ class GroupByAccessor:
                     positions.append(rows)
         if report is None and not pieces:
             return gb.apply(func, **kwargs)
-        task = functools.partial(_apply_groups, func=func, by=by, options=options,
-                                 kwargs=kwargs)
+        task = _ChunkTask(_apply_groups, func, by=by, options=options, kwargs=kwargs)
         results = runner.run(task, pieces, report, "groupby apply",
                              "df.groupby(...).nbpar.apply(func, report=err.report)")
         result = _concat(results)
