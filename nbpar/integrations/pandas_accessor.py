@@ -114,6 +114,14 @@ class _Runner:
                 pool.join()
 
 
+def _axis_number(axis) -> int:
+    if axis in (0, "index", "rows"):
+        return 0
+    if axis in (1, "columns"):
+        return 1
+    raise ValueError(f"No axis named {axis!r} for object type DataFrame")
+
+
 def _length(piece):
     return len(piece[0]) if isinstance(piece, tuple) else piece.shape[0]
 
@@ -149,7 +157,7 @@ class FrameAccessor:
         (axis=0) cut into chunks that run on `pool` (or on a new pool of `n_jobs` workers,
         with the other WorkerPool options given here)."""
         pool_options = _pop_pool_options(kwargs)
-        axis = self._frame._get_axis_number(axis)
+        axis = _axis_number(axis)
         runner = _Runner(n_jobs, pool, progress_bar, chunks, pool_options)
         frame = self._frame
         if args:

@@ -60,9 +60,10 @@ def _map(fn, iterables, max_workers, chunksize, pool, report, tqdm_kwargs, name,
         tqdm_kwargs.pop(key, None)
     disable = tqdm_kwargs.get("disable", False)
     items = None if report is not None else list(zip(*iterables))
-    if max_workers is None:  # the stdlib executors' default, as tqdm's wrappers leave it
-        max_workers = min(32, (os.cpu_count() or 1) + 4)
-        if items is not None:
+    if max_workers is None:  # the stdlib executors' defaults, which tqdm's wrappers keep
+        cpus = os.cpu_count() or 1
+        max_workers = min(32, cpus + 4) if method == "threading" else cpus
+        if items is not None:  # no more workers than items: the results are the same
             max_workers = max(1, min(max_workers, len(items)))
     own = pool is None
     if own:
