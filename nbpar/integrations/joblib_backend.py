@@ -129,10 +129,10 @@ class JoblibRun:
             elif not isinstance(error, StoppedError):
                 self.failed += 1
 
-    def result(self, future):
+    def result(self, future, timeout=None):
         """A batch's results, or the call's StoppedError once STOP was sent."""
         try:
-            return future.result()
+            return future.result(timeout)
         except StoppedError:
             raise self.stopped_error() from None
 
@@ -229,7 +229,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
         return self.run.result(out)
 
     def retrieve_result(self, out, timeout=None):
-        return self.run.result(out) if timeout is None else out.result(timeout)
+        return self.run.result(out, timeout)
 
     def abort_everything(self, ensure_ready=True):
         run = self.run
