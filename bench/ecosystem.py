@@ -41,3 +41,56 @@ def gridsearch(systems, repeat, n):
     assert all(s == scores[systems[0]] for s in scores.values()), "the searches disagree"
     return Result("gridsearch", "GridSearchCV(SVC), 80 fits of 600×20, warm workers", "s",
                   "joblib-loky", samples, "nbpar-joblib ≤ 1.0 × joblib-loky")
+
+
+def pandas_apply(systems, repeat, n, rows=1_000_000):
+    """df.apply(row_norm, axis=1) on a 1M-row frame: serial pandas, pandarallel and the nbpar
+    accessor, each from a cold start (pandarallel starts its workers per call too)."""
+    import numpy as np
+    import pandas as pd
+
+    from . import tasks
+
+    df = pd.DataFrame(np.random.default_rng(0).random((rows, 3)), columns=list("abc"))
+    expected = None
+    skipped = {}
+    calls = {}
+    for name in systems:
+        try:
+            calls[name] = _pandas_system(name, n)
+        except ImportError as exc:  # pandarallel 1.6.5 does not import with pandas 3
+            skipped[name] = f"{type(exc).__name__}: {exc}"
+    present = [name for name in systems if name in calls]
+
+    def measure(name):
+        nonlocal expected
+        start = time.perf_counter()
+        out = calls[name](df, tasks.row_norm)
+        elapsed = time.perf_counter() - start
+        if expected is None:
+            expected = out
+        pd.testing.assert_series_equal(out, expected)
+        return elapsed
+
+    result = Result("pandas-apply", f"df.apply(row_norm, axis=1), {rows:,} rows × 3", "s",
+                    "pandas" if "pandas" in present else present[0],
+                    _interleaved(present, repeat, measure),
+                    "nbpar faster than pandarallel")
+    for name, why in skipped.items():
+        result.target += f"; {name} not measured ({why})"
+    return result
+
+
+def _pandas_system(name, n):
+    """A callable (df, func) -> df.apply(func, axis=1) by the system `name`."""
+    if name == "pandas":
+        return lambda df, func: df.apply(func, axis=1)
+    if name == "pandarallel":
+        from pandarallel import pandarallel
+        pandarallel.initialize(nb_workers=n, progress_bar=False, verbose=0)
+        return lambda df, func: df.parallel_apply(func, axis=1)
+    if name == "nbpar":
+        import nbpar
+        nbpar.register_pandas()
+        return lambda df, func: df.nbpar.apply(func, axis=1, n_jobs=n, progress_bar=False)
+    raise KeyError(name)

@@ -39,3 +39,11 @@ def matmul(seed, size=400, rounds=4):
 def nap(x, seconds=0.02):
     time.sleep(seconds)
     return x
+
+
+def row_norm(row):
+    """A row function with some arithmetic and a branch (the pandas workload's)."""
+    import math
+    if row["c"] > 0.5:
+        return math.sqrt(row["a"] ** 2 + row["b"] ** 2)
+    return math.log1p(row["a"]) * row["b"]

@@ -334,3 +334,4 @@ def _ecosystem(name):
 
 
 WORKLOADS["gridsearch"] = (_ecosystem("gridsearch"), ["joblib-loky", "nbpar-joblib"])
+WORKLOADS["pandas-apply"] = (_ecosystem("pandas_apply"), ["pandas", "pandarallel", "nbpar"])

@@ -33,6 +33,7 @@ from ..errors import StoppedError
 from ..pool import WorkerPool
 from ..reports import Report
 from ..signals import Signal
+from .views import show
 
 NAME = "nbpar"
 
@@ -128,10 +129,10 @@ class JoblibRun:
             elif not isinstance(error, StoppedError):
                 self.failed += 1
 
-    def result(self, future):
+    def result(self, future, timeout=None):
         """A batch's results, or the call's StoppedError once STOP was sent."""
         try:
-            return future.result()
+            return future.result(timeout)
         except StoppedError:
             raise self.stopped_error() from None
 
@@ -212,7 +213,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
 
     def start_call(self):
         if self.progress_bar and self.run is not None:
-            self._view = _view_of(self.run)
+            self._view = show(self.run, unit="task")
 
     def stop_call(self):
         if self.run is not None:
@@ -228,7 +229,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
         return self.run.result(out)
 
     def retrieve_result(self, out, timeout=None):
-        return self.run.result(out) if timeout is None else out.result(timeout)
+        return self.run.result(out, timeout)
 
     def abort_everything(self, ensure_ready=True):
         run = self.run
@@ -336,13 +337,3 @@ def register(progress_bar=True, keep_workers=True, **pool_options) -> JoblibRuns
 
     register_parallel_backend(NAME, factory)
     return runs
-
-
-def _view_of(run):
-    """The widget in a notebook (its buttons reach the pool), the tqdm bar elsewhere."""
-    from ..ui.kernel import in_notebook
-    if in_notebook():
-        from ..ui.widget import PoolWidget
-        return PoolWidget.for_map(run, live=False)
-    from ..ui.progress import ProgressBar
-    return ProgressBar(run, None, initial=0, unit="task")

@@ -39,3 +39,22 @@ class SlowCountingClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         return [self.majority_] * len(X)
+
+
+def row_score(row):
+    """A row function with some work in it (the pandas tests and notebook 07's kind)."""
+    return float(row["a"]) * 2.0 + (1.0 if row["b"] > 0.5 else -1.0)
+
+
+def slow_row(row, delay=0.002):
+    time.sleep(delay)
+    return row["a"] + 1
+
+
+def add(x, y):
+    return x + y
+
+
+def nap_square(x, seconds=0.02):
+    time.sleep(seconds)
+    return x * x

@@ -3,9 +3,11 @@ STOP ends a search with an error that counts the fits that finished."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import time
 
 import joblib
 import numpy as np
@@ -125,6 +127,36 @@ def test_stop_ends_a_search_naming_the_fits_that_finished(steer, data, tmp_path)
     assert error.report.status == "stopped" and error.report.done == finished
     assert steer.report().status == "stopped"
     assert not hasattr(search, "best_params_")
+
+
+def test_halt_holds_the_fits_and_resume_finishes_the_search(steer, data, tmp_path):
+    X, y = data
+    log = tmp_path / "fits.log"
+    grid = {"c": list(range(8))}  # 8 candidates x 3 folds = 24 fits of 0.1 s
+    search = GridSearchCV(eco_tasks.SlowCountingClassifier(delay=0.1, log=str(log)), grid,
+                          cv=3, n_jobs=2)
+
+    def fit():
+        with joblib.parallel_config(backend="nbpar"):
+            return search.fit(X, y)
+
+    running = Background(fit)
+    wait_for(lambda: steer.current is not None and steer.current.is_alive()
+             and steer.report().done >= 4, what="4 fits done")
+    steer.halt()
+    quiet = wait_for(lambda: (r := steer.report()).status == "halted" and not any(
+        w.state == "busy" for w in r.workers) and r, what="halted, no fit running")
+    fits = len(log.read_text().splitlines())
+    time.sleep(0.5)  # a fit takes 0.1 s: five of them would have run by now
+    assert len(log.read_text().splitlines()) == fits == quiet.done
+    steer.resume()
+    running.join()
+    assert running.error is None, running.error
+    pids = [line.split()[0] for line in log.read_text().splitlines()]
+    assert len(pids) == 24 + 1 and pids[-1] == str(os.getpid())  # + the refit, here
+    report = steer.report()
+    assert (report.status, report.done) == ("finished", 24)
+    assert search.best_params_ == {"c": 0}
 
 
 def test_workers_are_kept_between_calls_until_close(steer):
