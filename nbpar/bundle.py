@@ -26,6 +26,7 @@ import sys
 import types
 from functools import partial
 
+from . import tracebacks
 from .errors import SerializationError, describe
 
 _ATOMS = (str, bytes, int, float, complex, bool, type(None))
@@ -165,11 +166,11 @@ _ref_cloud_pickler = None
 def _cloud_pickler_class():
     global _ref_cloud_pickler
     if _ref_cloud_pickler is None:
-        import cloudpickle
+        base = tracebacks.pickler_class()  # cloudpickle's, remembering the code it sends
 
-        class _RefCloudPickler(_Refs, cloudpickle.CloudPickler):
+        class _RefCloudPickler(_Refs, base):
             def __init__(self, file, refs):
-                cloudpickle.CloudPickler.__init__(self, file, protocol=5)
+                base.__init__(self, file, protocol=5)
                 self._setup(refs)
 
         _ref_cloud_pickler = _RefCloudPickler

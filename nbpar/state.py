@@ -507,10 +507,12 @@ class BossState:
                 for indices, items in rest:
                     if items:
                         job.requeued.appendleft((indices, items))
+                        self._feed_again(job)
             if again:
                 job.attempts[index] = failed_before + 1
                 job.retried.append(error)
                 job.requeued.appendleft(((index,), [item]))
+                self._feed_again(job)
                 return
             if policy.collects:
                 job.errors.append(error)
