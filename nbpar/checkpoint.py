@@ -255,7 +255,12 @@ class _Lock:
     def __init__(self, path):
         self.path = path + "-lock"
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:  # never through a symlink: a planted one must not make us truncate a file
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError as exc:
+                raise CheckpointError(
+                    f"the checkpoint {path!r} cannot be locked: {self.path!r}: {exc}; if no "
+                    f"map is running on it, remove that file") from exc
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

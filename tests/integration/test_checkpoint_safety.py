@@ -238,3 +238,14 @@ def test_a_map_refused_after_its_checkpoint_opened_leaves_it_free(tmp_path):
         gc.collect()
         assert pool.map(square, range(5), checkpoint=ck) == [0, 1, 4, 9, 16]
     assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused_not_followed(tmp_path):
+    victim = tmp_path / "precious.txt"
+    victim.write_text("do not truncate me")
+    ck = str(tmp_path / "run.nbpar")
+    os.symlink(victim, ck + "-lock")
+    with nbpar.WorkerPool(1, start_method="threading") as pool:
+        with pytest.raises(nbpar.CheckpointError, match="cannot be locked.*remove that file"):
+            pool.map(square, range(5), checkpoint=ck)
+    assert victim.read_text() == "do not truncate me"

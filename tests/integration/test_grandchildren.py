@@ -110,3 +110,25 @@ def test_ctrl_c_takes_the_tasks_subprocesses_with_it(method, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_sigkilled_caller_under_forkserver_takes_the_tasks_subprocesses_with_it(tmp_path):
+    """Under forkserver (the default), the fork server outlives a SIGKILLed caller long
+    enough to end each worker's whole group. (Under fork and spawn the workers die with the
+    caller, PDEATHSIG, but nothing is left to end what their tasks started: README, Limits.)"""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), "forkserver"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().startswith("READY")
+        caller = psutil.Process(proc.pid)
+        sleeps = wait_for(lambda: len(_sleeps(caller)) == 2 and _sleeps(caller),
+                          what="both tasks' sleeps")
+        os.kill(proc.pid, signal.SIGKILL)  # a kernel restart
+        proc.wait(10)
+        _assert_gone(sleeps)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()

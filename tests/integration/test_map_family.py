@@ -194,3 +194,17 @@ def test_imap_over_an_input_that_raises_yields_what_was_read_then_the_input_erro
     assert error.index is None and error.type == "OSError"
     assert "input iterable raised after 30 items" in error.message
     assert "the source broke" in error.traceback
+
+
+@pytest.mark.parametrize("peer", ["multiprocessing.Pool", "nbpar"])
+def test_imap_over_a_failing_input_as_multiprocessing_does(peer):
+    """The promise is multiprocessing's: the same test, run against it and against nbpar."""
+    import multiprocessing
+    pool = (multiprocessing.get_context("fork").Pool(2) if peer != "nbpar"
+            else nbpar.WorkerPool(2, start_method="fork"))
+    got = []
+    with pool:
+        with pytest.raises(OSError, match="the source broke"):
+            for value in pool.imap(tasks.square, _breaks_after(30)):
+                got.append(value)
+    assert got == [x * x for x in range(30)]
