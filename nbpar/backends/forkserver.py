@@ -137,7 +137,7 @@ class ServerLink:
         if packed is None:
             self.conn.send(("share", None, 0))
             return
-        self.conn.send(("share", packed.data, len(packed.fds)))
+        self.conn.send(("share", packed.data, len(packed.fds), packed.refs))
         if packed.fds:
             _send_fds(self.conn, packed.fds)
 
@@ -296,7 +296,7 @@ def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, o
     elif kind == "share":
         fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
         sys.path[:] = link.sys_path
-        link.shared = None if msg[1] is None else open_bundle(Packed(msg[1], fds))
+        link.shared = None if msg[1] is None else open_bundle(Packed(msg[1], fds, refs=msg[3]))
     elif kind == "spawn":
         setup = pickle.loads(msg[1])
         conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)

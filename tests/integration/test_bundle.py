@@ -48,6 +48,15 @@ def test_a_method_sees_the_same_object_as_the_hooks_with_shared_objects(method):
     assert sum(pool.get_exit_results()) == 30
 
 
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_a_shared_object_named_by_the_function_is_the_workers_shared_object(method):
+    import functools
+    shared = {"big": list(range(1000))}
+    func = functools.partial(bundle_tasks.same_object, shared)
+    with nbpar.WorkerPool(2, start_method=method, shared_objects=shared) as pool:
+        assert pool.map(func, range(4), chunk_size=1) == [True] * 4
+
+
 def _script(tmp_path, body):
     path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(body))
