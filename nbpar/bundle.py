@@ -147,8 +147,9 @@ class _Refs:
     def persistent_id(self, obj):
         if isinstance(obj, types.ModuleType):
             self.modules.add(obj.__name__)
-        else:
-            module = getattr(obj, "__module__", None)
+        else:  # (an instance's own __getattr__ is never asked: a proxy's would go remote)
+            named = isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType))
+            module = getattr(obj, "__module__", None) if named else type(obj).__module__
             if isinstance(module, str):
                 self.modules.add(module)
         entry = self._refs.get(id(obj))
