@@ -9,9 +9,10 @@ idiom) every worker has one `actor`, its own, and worker_exit reports what the t
   or the spawned worker unpickles them once.
 
 A function reaches a worker later, per map. It is pickled with references into the bundle:
-an object the bundle holds (the `actor` of a bound method, a shared dict a partial names) is
-sent as its place in the bundle -- the index pickle gave it, or under fork its address, which
-the forked worker shares -- and the worker resolves it to its own copy. So the function and
+an object among the bundle's roots (the three; what their bound methods and partials hold, the
+`actor` of `actor.get_popular`; the members of tuples, lists and dicts two levels down) is
+sent as its place in the bundle -- the memo index pickle gave it, or under fork its address,
+which the forked worker shares -- and the worker resolves it to its own copy. So the function and
 the hooks see one object, and a function's reference to a large shared object costs nothing.
 
 While pickling a function, the names of the modules it refers to are noted, so that the fork
@@ -57,8 +58,11 @@ class Bundle:
             packed, memo = pack(objects, with_memo=True)
         except Exception as exc:  # noqa: BLE001 - name which of the three cannot go
             raise _named(objects, exc) from exc
-        refs = {key: entry for key, entry in memo.items()
-                if not isinstance(entry[1], _ATOMS)}
+        # Only the bundle's roots may be referred to (not every object pickle memoized: a
+        # shared dict of a million entries would cost a million-entry table on both sides).
+        refs = {id(o): memo[id(o)] for o in _roots(objects)
+                if id(o) in memo and memo[id(o)][1] is o}
+        packed.refs = sorted(index for index, _ in refs.values())
         return cls(objects, refs, packed)
 
     def encode_func(self, func) -> bytes:
@@ -144,8 +148,9 @@ class _Refs:
     def persistent_id(self, obj):
         if isinstance(obj, types.ModuleType):
             self.modules.add(obj.__name__)
-        else:
-            module = getattr(obj, "__module__", None)
+        else:  # (an instance's own __getattr__ is never asked: a proxy's would go remote)
+            named = isinstance(obj, (type, types.FunctionType, types.BuiltinFunctionType))
+            module = getattr(obj, "__module__", None) if named else type(obj).__module__
             if isinstance(module, str):
                 self.modules.add(module)
         entry = self._refs.get(id(obj))

@@ -37,15 +37,17 @@ _segment_ids = itertools.count()
 class Packed:
     """Shared objects pickled once, with the fds they need, ready to travel to a new process."""
 
-    def __init__(self, data: bytes, fds: list[int], segments=()):
+    def __init__(self, data: bytes, fds: list[int], segments=(), refs=()):
         self.data = data
         self.fds = fds
+        self.refs = list(refs)  # memo indices a later pickle may refer to (bundle.py)
         self.segments = list(segments)  # caller side only: SharedMemory objects to unlink
         self.copied = sum(seg.size for seg in self.segments)  # bytes of plain arrays copied
 
     def __reduce__(self):  # pickled by multiprocessing while it spawns a worker
         from multiprocessing import reduction
-        return (_rebuild_packed, (self.data, [reduction.DupFd(fd) for fd in self.fds]))
+        return (_rebuild_packed, (self.data, [reduction.DupFd(fd) for fd in self.fds],
+                                  self.refs))
 
     def release(self):
         """Unlink the shared-memory segments (caller side)."""
@@ -79,8 +81,8 @@ def _outside_nbpar() -> int:
     return level
 
 
-def _rebuild_packed(data, dupfds):
-    return Packed(data, [d.detach() for d in dupfds])
+def _rebuild_packed(data, dupfds, refs=()):
+    return Packed(data, [d.detach() for d in dupfds], refs=refs)
 
 
 def _unlink(seg):
@@ -155,14 +157,16 @@ def pack(obj, with_memo=False):
 
 def unpack(obj, with_memo=False):
     """In a worker or the fork server: the shared objects back from `pack` (with
-    `with_memo`, also the unpickler's memo: index -> object)."""
+    `with_memo`, also the objects at the memo indices `obj.refs`: index -> object)."""
     if not isinstance(obj, Packed):
         return (obj, {}) if with_memo else obj
     _received_fds[:] = obj.fds
     if not with_memo:
         return pickle.loads(obj.data)
     unpickler = pickle.Unpickler(io.BytesIO(obj.data))
-    return unpickler.load(), unpickler.memo.copy()
+    loaded = unpickler.load()
+    memo = unpickler.memo.copy()
+    return loaded, {index: memo[index] for index in obj.refs if index in memo}
 
 
 def _is_array(value) -> bool:

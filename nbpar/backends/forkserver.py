@@ -137,7 +137,7 @@ class ServerLink:
         if packed is None:
             self.conn.send(("share", None, 0))
             return
-        self.conn.send(("share", packed.data, len(packed.fds)))
+        self.conn.send(("share", packed.data, len(packed.fds), packed.refs))
         if packed.fds:
             _send_fds(self.conn, packed.fds)
 
@@ -167,13 +167,18 @@ class ServerLink:
             if msg[0] == "spawned":
                 (sentinel,) = _recv_fds(self.conn, 1)
                 return msg[1], sentinel
+            if msg[0] == "unshared":
+                from ..errors import SerializationError
+                raise SerializationError(
+                    f"the shared objects, worker_init and worker_exit could not be unpickled "
+                    f"in nbpar's fork server: {msg[1]}")
+            if msg[0] == "error":
+                raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
             self._note(msg)
 
     def _note(self, msg):
         if msg[0] == "exited":
             self.exits[msg[1]] = msg[2]
-        elif msg[0] == "error":
-            raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
 
     def read_pending(self):
         try:
@@ -218,6 +223,7 @@ class _Link:
     def __init__(self, conn):
         self.conn = conn
         self.shared = None
+        self.unshared = None  # why the last shared objects could not be unpickled here
         self.sys_path = list(sys.path)
         self.procs = {}  # sentinel -> Process
 
@@ -297,10 +303,20 @@ def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, o
     elif kind == "share":
         fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
         sys.path[:] = link.sys_path
-        link.shared = None if msg[1] is None else open_bundle(Packed(msg[1], fds))
+        link.shared, link.unshared = None, None
+        try:
+            if msg[1] is not None:
+                link.shared = open_bundle(Packed(msg[1], fds, refs=msg[3]))
+        except Exception as exc:  # noqa: BLE001 - said at the next spawn, which it forbids
+            link.unshared = f"{type(exc).__name__}: {exc}"
     elif kind == "spawn":
-        setup = pickle.loads(msg[1])
         conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)
+        if link.unshared is not None:
+            for fd in (conn_fd, out_fd, err_fd):
+                os.close(fd)
+            link.conn.send(("unshared", link.unshared))
+            return
+        setup = pickle.loads(msg[1])
         inherited = [main.fileno(), *(c.fileno() for c in links), *owner]
         conn = Connection(conn_fd)
         proc = ctx.Process(target=worker.bootstrap,

@@ -14,9 +14,8 @@ import os
 import pickle
 import signal
 import sys
-from multiprocessing.connection import Pipe
-
 from dataclasses import replace
+from multiprocessing.connection import Pipe
 
 from .. import worker
 from ..bundle import Bundle, preloadable

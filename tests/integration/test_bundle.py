@@ -48,6 +48,15 @@ def test_a_method_sees_the_same_object_as_the_hooks_with_shared_objects(method):
     assert sum(pool.get_exit_results()) == 30
 
 
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_a_shared_object_named_by_the_function_is_the_workers_shared_object(method):
+    import functools
+    shared = {"big": list(range(1000))}
+    func = functools.partial(bundle_tasks.same_object, shared)
+    with nbpar.WorkerPool(2, start_method=method, shared_objects=shared) as pool:
+        assert pool.map(func, range(4), chunk_size=1) == [True] * 4
+
+
 def _script(tmp_path, body):
     path = tmp_path / "script.py"
     path.write_text(textwrap.dedent(body))
@@ -130,3 +139,39 @@ def test_an_unpicklable_function_is_named_as_func(method, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith("SerializationError: func ("), done.stdout
     assert done.stdout.rstrip().endswith("[1]")
+
+
+def test_shared_objects_the_fork_server_cannot_unpickle_fail_the_map_by_name(tmp_path):
+    done = _script(tmp_path, """
+        import nbpar
+
+        class OnlyHere:   # unpickling it anywhere but in this process fails
+            def __reduce__(self):
+                return (_refuse, ())
+
+        def _refuse():
+            import os
+            if os.getpid() != CALLER:
+                raise RuntimeError("not in this process")
+            return OnlyHere()
+
+        def work(shared, x):
+            return x
+
+        if __name__ == "__main__":
+            import os
+            CALLER = os.getpid()
+            with nbpar.WorkerPool(2, shared_objects=OnlyHere()) as pool:
+                try:
+                    pool.map(work, range(3))
+                except nbpar.SerializationError as exc:
+                    print("SerializationError:", exc)
+            with nbpar.WorkerPool(2) as pool:      # the server serves the next pool
+                print(pool.map(abs, [-2]))
+    """)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("SerializationError: the shared objects, worker_init and "
+                               "worker_exit could not be unpickled in nbpar's fork server"), lines
+    assert "not in this process" in lines[0]
+    assert lines[-1] == "[2]"

@@ -45,3 +45,13 @@ def test_a_task_that_overruns_is_still_timed_out(method):
         with pytest.raises(nbpar.TaskTimeoutError, match="ran longer than task_timeout"):
             pool.map(tasks.sleep_at, [3])
         assert pool.map(tasks.square, [4]) == [16]
+
+
+@pytest.mark.parametrize("method", PROCESS_METHODS)
+def test_a_crash_in_set_up_under_task_timeout_is_named_as_such(method):
+    import crashes
+    with nbpar.WorkerPool(2, start_method=method, task_timeout=5) as pool:
+        with pytest.raises(nbpar.WorkerDiedError, match=r"SIGKILL.*the set-up \(unpickling the "
+                                                        r"function or the items\) of item"):
+            pool.map(crashes.identity, [0, crashes.HarmOnLoad("sigkill"), 2])
+        assert pool.map(tasks.square, [3]) == [9]
