@@ -84,9 +84,10 @@ class _Runner:
         from os import cpu_count
         return self.n_jobs or cpu_count() or 1
 
-    def run(self, task, pieces, report, what, again):
+    def run(self, task, pieces, report, what, unit, size, again):
         """`pool.map(task, pieces)` (or the continuation of `report`); a STOP is re-raised
-        naming the rows done and how to continue."""
+        naming the rows (or columns: `unit`, counted by `size(piece)`) done and how to
+        continue (`again`)."""
         own = self.pool is None
         pool = WorkerPool(self.n_jobs, **self.pool_options) if own else self.pool
         view = None
@@ -100,10 +101,10 @@ class _Runner:
             return pool.map(task, pieces, chunk_size=1)
         except StoppedError as err:
             stopped = err.report
-            rows = sum(_length(piece) for piece in stopped.results.values())
-            total = rows + sum(_length(piece) for piece in stopped.pending)
+            done = sum(size(piece) for piece in stopped.results.values())
+            total = done + sum(size(piece) for piece in stopped.pending)
             raise StoppedError(
-                f"the {what} was stopped after {rows} of {total} {_unit(what)} "
+                f"the {what} was stopped after {done} of {total} {unit} "
                 f"({stopped.done} of {stopped.total} chunks); continue it with {again}",
                 stopped) from None
         finally:
@@ -122,13 +123,12 @@ def _axis_number(axis) -> int:
     raise ValueError(f"No axis named {axis!r} for object type DataFrame")
 
 
-def _length(piece):
-    return len(piece[0]) if isinstance(piece, tuple) else piece.shape[0]
+def _rows(piece):
+    return piece.shape[0]
 
 
-def _unit(what):
-    return "groups' rows" if "groupby" in what else "rows" if "axis=1" in what or "map" in what \
-        else "columns"
+def _columns(piece):
+    return piece.shape[1]
 
 
 def _split(obj, n, axis=0):
@@ -169,6 +169,7 @@ class FrameAccessor:
             frame, runner.count(frame.shape[cut], runner.workers()), cut)
         task = _ChunkTask(_apply_frame, func, axis=axis, kwargs=kwargs)
         results = runner.run(task, pieces, report, f"apply(axis={axis})",
+                             "rows" if cut == 0 else "columns", _rows if cut == 0 else _columns,
                              f"df.nbpar.apply(func, axis={axis}, report=err.report)")
         if cut == 0:
             return _concat(results)
@@ -195,7 +196,7 @@ class SeriesAccessor:
         pieces = [] if report is not None else _split(
             series, runner.count(len(series), runner.workers()))
         task = _ChunkTask(_map_series, func, na_action=na_action, kwargs=kwargs)
-        return _concat(runner.run(task, pieces, report, "map",
+        return _concat(runner.run(task, pieces, report, "map", "rows", _rows,
                                   "series.nbpar.map(func, report=err.report)"))
 
 
@@ -215,30 +216,31 @@ class GroupByAccessor:
         runner = _Runner(n_jobs, pool, progress_bar, chunks, pool_options)
         if args:
             func = functools.partial(func, *args)
-        numbers = gb.ngroup().to_numpy()
         n_groups = gb.ngroups
-        pieces, positions = [], []
-        if report is None and n_groups:
-            n = runner.count(n_groups, runner.workers())
-            bounds = [round(i * n_groups / n) for i in range(n + 1)]
-            for a, b in zip(bounds, bounds[1:]):
-                rows = ((numbers >= a) & (numbers < b)).nonzero()[0]
-                if len(rows):
-                    pieces.append(frame.iloc[rows])
-                    positions.append(rows)
-        if report is None and not pieces:
+        if report is None and not n_groups:
             return gb.apply(func, **kwargs)
+        n = report.total if report is not None else runner.count(n_groups, runner.workers())
+        positions = _group_chunks(gb.ngroup().to_numpy(), n_groups, n)
+        pieces = [] if report is not None else [frame.iloc[rows] for rows in positions]
         task = _ChunkTask(_apply_groups, func, by=by, options=options, kwargs=kwargs)
-        results = runner.run(task, pieces, report, "groupby apply",
+        results = runner.run(task, pieces, report, "groupby apply", "rows", _rows,
                              "df.groupby(...).nbpar.apply(func, report=err.report)")
         result = _concat(results)
-        if not options["group_keys"] and positions and all(
-                isinstance(r, (pd.Series, pd.DataFrame)) and r.index.equals(p.index)
-                for r, p in zip(results, pieces)):
+        if not options["group_keys"] and all(
+                isinstance(r, (pd.Series, pd.DataFrame)) and r.index.equals(frame.index[rows])
+                for r, rows in zip(results, positions)):
             # transform-like without group keys: pandas gives the rows in their own order
             import numpy as np
             result = result.iloc[np.argsort(np.concatenate(positions), kind="stable")]
         return result
+
+
+def _group_chunks(numbers, n_groups, n) -> list:
+    """The row positions of n chunks of whole groups (group numbers in order), none empty;
+    the same for the same groupby, so a continuation finds the chunks of the first call."""
+    bounds = [round(i * n_groups / n) for i in range(n + 1)]
+    chunks = [((numbers >= a) & (numbers < b)).nonzero()[0] for a, b in zip(bounds, bounds[1:])]
+    return [rows for rows in chunks if len(rows)]
 
 
 def _regroup(gb):
