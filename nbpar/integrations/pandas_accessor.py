@@ -48,15 +48,45 @@ class _ChunkTask:
 
 
 def _apply_frame(chunk, func, *, axis, kwargs):
-    return chunk.apply(func, axis=axis, **kwargs)
+    what = "row" if axis == 1 else "column"
+    return chunk.apply(_naming(func, lambda r: f"{what} {r.name!r}"), axis=axis, **kwargs)
 
 
 def _map_series(chunk, func, *, na_action, kwargs):
-    return chunk.map(func, na_action=na_action, **kwargs)
+    return chunk.map(_naming(func, lambda v: f"value {_short(v)}"), na_action=na_action,
+                     **kwargs)
 
 
 def _apply_groups(chunk, func, *, by, options, kwargs):
-    return chunk.groupby(by, **options).apply(func, **kwargs)
+    return chunk.groupby(by, **options).apply(_naming(func, lambda g: f"group {g.name!r}"),
+                                              **kwargs)
+
+
+def _naming(func, where):
+    """`func`, adding to what it raises a note naming the row, column, value or group it was
+    called on (the chunk alone would be named otherwise). What pandas treats specially -- a
+    name such as "sum", a NumPy ufunc, a mapping for map -- is left as it is."""
+    import numpy as np
+    if not callable(func) or isinstance(func, (type, np.ufunc)):
+        return func
+
+    @functools.wraps(func)
+    def call(obj, *args, **kwargs):
+        try:
+            return func(obj, *args, **kwargs)
+        except Exception as exc:
+            try:
+                place = where(obj)
+            except Exception:  # noqa: BLE001 - a raw row (an array) has no name
+                place = "an item"
+            exc.add_note(f"nbpar: {getattr(func, '__name__', 'func')} raised on {place}")
+            raise
+    return call
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Runner:

@@ -137,8 +137,21 @@ def test_an_error_in_func_is_raised(pool, frame):
         if row["a"] == 4:
             raise KeyError(f"no price for row {row.name}")
         return 1
-    with pytest.raises(KeyError, match="no price for row 20"):
-        frame.nbpar.apply(bad, axis=1, pool=pool, progress_bar=False, chunks=5)
+    with pytest.raises(KeyError, match="no price for row 20") as raised:
+        frame.nbpar.apply(bad, axis=1, pool=pool, progress_bar=False, chunks=2)
+    assert "nbpar: bad raised on row 20" in raised.value.__notes__  # not only its chunk
+
+    def shout(word):
+        return word.upper()
+    with pytest.raises(AttributeError) as raised:
+        pd.Series(["a", "b", 3, "d"]).nbpar.map(shout, pool=pool, progress_bar=False)
+    assert "nbpar: shout raised on value 3" in raised.value.__notes__
+
+    def group_mean(g):
+        return int(g["a"].sum()) / (len(g) - 1)  # group z has one row
+    with pytest.raises(ZeroDivisionError) as raised:
+        frame.groupby("k").nbpar.apply(group_mean, pool=pool, progress_bar=False)
+    assert "nbpar: group_mean raised on group 'z'" in raised.value.__notes__
 
 
 def test_bad_options_are_refused(pool, frame):
