@@ -200,7 +200,7 @@ class LimitThreads:
         return None
 
     def __eq__(self, other):  # the kept pool is reused while the options are the same
-        return (isinstance(other, LimitThreads)
+        return (type(other) is type(self)
                 and (self.threads, self.then) == (other.threads, other.then))
 
     def __hash__(self):
