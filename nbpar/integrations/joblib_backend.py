@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import threading
 import time
-from os import cpu_count
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 
@@ -174,44 +173,10 @@ class JoblibRun:
                             "failed" if error or self.failed else "finished")
 
 
-class LimitThreads:
-    """A worker_init that caps the threads of the native thread pools in the worker (BLAS,
-    OpenMP): the variables they read when they load, as loky sets them for its workers, and
-    threadpoolctl for those loaded already (n workers × every core each would oversubscribe
-    the machine); then the user's own worker_init, if any."""
-
-    def __init__(self, threads, then=None):
-        self.threads, self.then = threads, then
-
-    def __call__(self, *args):
-        import os
-        import sys
-        for var in ParallelBackendBase.MAX_NUM_THREADS_VARS:  # read when a library loads
-            os.environ[var] = str(self.threads)
-        if "numpy" in sys.modules:  # loaded already (forked with it): cap it now
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:  # scikit-learn brings it; plain joblib may not
-                pass
-            else:
-                threadpool_limits(limits=self.threads)  # holds for the worker's life
-        if self.then is not None:
-            return self.then(*args)
-        return None
-
-    def __eq__(self, other):  # the kept pool is reused while the options are the same
-        return (type(other) is type(self)
-                and (self.threads, self.then) == (other.threads, other.then))
-
-    def __hash__(self):
-        return hash(self.threads)
-
-
 class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
     """The joblib backend: batches of tasks as single calls on a kept-alive nbpar pool."""
 
     supports_retrieve_callback = True
-    supports_inner_max_num_threads = True
     supports_timeout = True
     supports_return_generator = True
     default_n_jobs = -1
@@ -232,6 +197,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
         if n_jobs is None:
             n_jobs = self.default_n_jobs
         if n_jobs < 0:
+            from os import cpu_count
             n_jobs = max((cpu_count() or 1) + 1 + n_jobs, 1)
         return n_jobs
 
@@ -241,11 +207,7 @@ class NbparBackend(AutoBatchingMixin, ParallelBackendBase):
         if n_jobs == 1:  # as loky does: one job runs in the caller, no pool
             raise FallbackToBackend(SequentialBackend(nesting_level=self.nesting_level))
         if self.run is None or not self.run.is_alive():
-            options = dict(self.pool_options)
-            if options.get("start_method") != "threading":
-                threads = self.inner_max_num_threads or max((cpu_count() or 1) // n_jobs, 1)
-                options["worker_init"] = LimitThreads(threads, options.get("worker_init"))
-            self.run = JoblibRun(self.runs.pool_for(n_jobs, options))
+            self.run = JoblibRun(self.runs.pool_for(n_jobs, self.pool_options))
             self.runs.current = self.run
         return n_jobs
 

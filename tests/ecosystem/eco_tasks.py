@@ -64,10 +64,3 @@ def slow_double(group, delay=0.01):
     """A transform-like group function: the group's rows, doubled."""
     time.sleep(delay)
     return group[["a"]] * 2
-
-
-def native_threads(_=None):
-    """The most threads any native thread pool (BLAS, OpenMP) of this process may use."""
-    import numpy  # noqa: F401 - loads the BLAS pool
-    from threadpoolctl import threadpool_info
-    return max((pool["num_threads"] for pool in threadpool_info()), default=None)

@@ -91,14 +91,6 @@ def test_random_forest_n_jobs_equals_serial(backend, data):
     np.testing.assert_array_equal(forest.predict_proba(X), serial.predict_proba(X))
 
 
-def test_native_thread_pools_are_capped_in_the_workers(backend):
-    """n workers × every core each would oversubscribe: each worker gets cores / n."""
-    cap = max((os.cpu_count() or 1) // 2, 1)
-    seen = joblib.Parallel(batch_size=1)(joblib.delayed(eco_tasks.native_threads)(i)
-                                         for i in range(4))
-    assert all(n is not None and n <= cap for n in seen), seen
-
-
 def test_the_run_is_reported(steer, data):
     X, y = data
     with joblib.parallel_config(backend="nbpar", n_jobs=2):
