@@ -47,16 +47,19 @@ def register_pandas():
     pandas_accessor.register()
 
 
-def process_map(fn, *iterables, **tqdm_kwargs):
-    """tqdm.contrib.concurrent.process_map's drop-in, on an nbpar pool (see tqdm_compat)."""
+def process_map(fn, *iterables, max_workers=None, chunksize=1, **tqdm_kwargs):
+    """tqdm.contrib.concurrent.process_map's drop-in, on an nbpar pool: the result list of
+    fn(*args) for args in zip(*iterables); also takes pool= and report= (see tqdm_compat)."""
     from .integrations.tqdm_compat import process_map as _process_map
-    return _process_map(fn, *iterables, **tqdm_kwargs)
+    return _process_map(fn, *iterables, max_workers=max_workers, chunksize=chunksize,
+                        **tqdm_kwargs)
 
 
-def thread_map(fn, *iterables, **tqdm_kwargs):
+def thread_map(fn, *iterables, max_workers=None, chunksize=1, **tqdm_kwargs):
     """tqdm.contrib.concurrent.thread_map's drop-in, on an nbpar pool of threads."""
     from .integrations.tqdm_compat import thread_map as _thread_map
-    return _thread_map(fn, *iterables, **tqdm_kwargs)
+    return _thread_map(fn, *iterables, max_workers=max_workers, chunksize=chunksize,
+                       **tqdm_kwargs)
 
 
 def __getattr__(name):

@@ -103,6 +103,7 @@ class JoblibRun:
         n = len(batch) if hasattr(batch, "__len__") else 1
         with self._lock:
             refused = self.stopping is not None
+            first = self.dispatched
             if not refused:
                 self.dispatched += n
         if refused:  # STOP was sent: nothing more starts, this batch fails as stopped
@@ -110,7 +111,7 @@ class JoblibRun:
             future.set_running_or_notify_cancel()
             future.set_exception(StoppedError("stopped before it started"))
         else:
-            future = self.pool.submit(batch)
+            future = self.pool.submit(_Tasks(batch, first, n))
             with self._lock:
                 self._inflight.add(future)
         future.add_done_callback(lambda f: self._count(f, n))
@@ -171,6 +172,26 @@ class JoblibRun:
             self._ended = time.monotonic()
             self._status = ("stopped" if self.stopping is not None else
                             "failed" if error or self.failed else "finished")
+
+
+class _Tasks:
+    """A batch joblib dispatched, run in a worker; what it raises is noted with the tasks it
+    held, counted in the call's input order (joblib dispatches in that order)."""
+
+    def __init__(self, batch, first, n):
+        self.batch, self.first, self.n = batch, first, n
+
+    def __call__(self):
+        try:
+            return self.batch()
+        except Exception as exc:
+            tasks = (f"task {self.first}" if self.n == 1 else
+                     f"one of tasks {self.first}-{self.first + self.n - 1}")
+            exc.add_note(f"nbpar: raised by {tasks} of this joblib call (in input order)")
+            raise
+
+    def __repr__(self):
+        return f"<joblib tasks {self.first}-{self.first + self.n - 1}>"
 
 
 class NbparBackend(AutoBatchingMixin, ParallelBackendBase):

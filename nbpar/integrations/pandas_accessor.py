@@ -48,15 +48,45 @@ class _ChunkTask:
 
 
 def _apply_frame(chunk, func, *, axis, kwargs):
-    return chunk.apply(func, axis=axis, **kwargs)
+    what = "row" if axis == 1 else "column"
+    return chunk.apply(_naming(func, lambda r: f"{what} {r.name!r}"), axis=axis, **kwargs)
 
 
 def _map_series(chunk, func, *, na_action, kwargs):
-    return chunk.map(func, na_action=na_action, **kwargs)
+    return chunk.map(_naming(func, lambda v: f"value {_short(v)}"), na_action=na_action,
+                     **kwargs)
 
 
 def _apply_groups(chunk, func, *, by, options, kwargs):
-    return chunk.groupby(by, **options).apply(func, **kwargs)
+    return chunk.groupby(by, **options).apply(_naming(func, lambda g: f"group {g.name!r}"),
+                                              **kwargs)
+
+
+def _naming(func, where):
+    """`func`, adding to what it raises a note naming the row, column, value or group it was
+    called on (the chunk alone would be named otherwise). What pandas treats specially -- a
+    name such as "sum", a NumPy ufunc, a mapping for map -- is left as it is."""
+    import numpy as np
+    if not callable(func) or isinstance(func, (type, np.ufunc)):
+        return func
+
+    @functools.wraps(func)
+    def call(obj, *args, **kwargs):
+        try:
+            return func(obj, *args, **kwargs)
+        except Exception as exc:
+            try:
+                place = where(obj)
+            except Exception:  # noqa: BLE001 - a raw row (an array) has no name
+                place = "an item"
+            exc.add_note(f"nbpar: {getattr(func, '__name__', 'func')} raised on {place}")
+            raise
+    return call
+
+
+def _short(value, limit=80):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 class _Runner:
@@ -84,9 +114,10 @@ class _Runner:
         from os import cpu_count
         return self.n_jobs or cpu_count() or 1
 
-    def run(self, task, pieces, report, what, again):
+    def run(self, task, pieces, report, what, unit, size, again):
         """`pool.map(task, pieces)` (or the continuation of `report`); a STOP is re-raised
-        naming the rows done and how to continue."""
+        naming the rows (or columns: `unit`, counted by `size(piece)`) done and how to
+        continue (`again`)."""
         own = self.pool is None
         pool = WorkerPool(self.n_jobs, **self.pool_options) if own else self.pool
         view = None
@@ -100,10 +131,10 @@ class _Runner:
             return pool.map(task, pieces, chunk_size=1)
         except StoppedError as err:
             stopped = err.report
-            rows = sum(_length(piece) for piece in stopped.results.values())
-            total = rows + sum(_length(piece) for piece in stopped.pending)
+            done = sum(size(piece) for piece in stopped.results.values())
+            total = done + sum(size(piece) for piece in stopped.pending)
             raise StoppedError(
-                f"the {what} was stopped after {rows} of {total} {_unit(what)} "
+                f"the {what} was stopped after {done} of {total} {unit} "
                 f"({stopped.done} of {stopped.total} chunks); continue it with {again}",
                 stopped) from None
         finally:
@@ -122,13 +153,12 @@ def _axis_number(axis) -> int:
     raise ValueError(f"No axis named {axis!r} for object type DataFrame")
 
 
-def _length(piece):
-    return len(piece[0]) if isinstance(piece, tuple) else piece.shape[0]
+def _rows(piece):
+    return piece.shape[0]
 
 
-def _unit(what):
-    return "groups' rows" if "groupby" in what else "rows" if "axis=1" in what or "map" in what \
-        else "columns"
+def _columns(piece):
+    return piece.shape[1]
 
 
 def _split(obj, n, axis=0):
@@ -169,6 +199,7 @@ class FrameAccessor:
             frame, runner.count(frame.shape[cut], runner.workers()), cut)
         task = _ChunkTask(_apply_frame, func, axis=axis, kwargs=kwargs)
         results = runner.run(task, pieces, report, f"apply(axis={axis})",
+                             "rows" if cut == 0 else "columns", _rows if cut == 0 else _columns,
                              f"df.nbpar.apply(func, axis={axis}, report=err.report)")
         if cut == 0:
             return _concat(results)
@@ -195,7 +226,7 @@ class SeriesAccessor:
         pieces = [] if report is not None else _split(
             series, runner.count(len(series), runner.workers()))
         task = _ChunkTask(_map_series, func, na_action=na_action, kwargs=kwargs)
-        return _concat(runner.run(task, pieces, report, "map",
+        return _concat(runner.run(task, pieces, report, "map", "rows", _rows,
                                   "series.nbpar.map(func, report=err.report)"))
 
 
@@ -215,30 +246,31 @@ class GroupByAccessor:
         runner = _Runner(n_jobs, pool, progress_bar, chunks, pool_options)
         if args:
             func = functools.partial(func, *args)
-        numbers = gb.ngroup().to_numpy()
         n_groups = gb.ngroups
-        pieces, positions = [], []
-        if report is None and n_groups:
-            n = runner.count(n_groups, runner.workers())
-            bounds = [round(i * n_groups / n) for i in range(n + 1)]
-            for a, b in zip(bounds, bounds[1:]):
-                rows = ((numbers >= a) & (numbers < b)).nonzero()[0]
-                if len(rows):
-                    pieces.append(frame.iloc[rows])
-                    positions.append(rows)
-        if report is None and not pieces:
+        if report is None and not n_groups:
             return gb.apply(func, **kwargs)
+        n = report.total if report is not None else runner.count(n_groups, runner.workers())
+        positions = _group_chunks(gb.ngroup().to_numpy(), n_groups, n)
+        pieces = [] if report is not None else [frame.iloc[rows] for rows in positions]
         task = _ChunkTask(_apply_groups, func, by=by, options=options, kwargs=kwargs)
-        results = runner.run(task, pieces, report, "groupby apply",
+        results = runner.run(task, pieces, report, "groupby apply", "rows", _rows,
                              "df.groupby(...).nbpar.apply(func, report=err.report)")
         result = _concat(results)
-        if not options["group_keys"] and positions and all(
-                isinstance(r, (pd.Series, pd.DataFrame)) and r.index.equals(p.index)
-                for r, p in zip(results, pieces)):
+        if not options["group_keys"] and all(
+                isinstance(r, (pd.Series, pd.DataFrame)) and r.index.equals(frame.index[rows])
+                for r, rows in zip(results, positions)):
             # transform-like without group keys: pandas gives the rows in their own order
             import numpy as np
             result = result.iloc[np.argsort(np.concatenate(positions), kind="stable")]
         return result
+
+
+def _group_chunks(numbers, n_groups, n) -> list:
+    """The row positions of n chunks of whole groups (group numbers in order), none empty;
+    the same for the same groupby, so a continuation finds the chunks of the first call."""
+    bounds = [round(i * n_groups / n) for i in range(n + 1)]
+    chunks = [((numbers >= a) & (numbers < b)).nonzero()[0] for a, b in zip(bounds, bounds[1:])]
+    return [rows for rows in chunks if len(rows)]
 
 
 def _regroup(gb):

@@ -58,3 +58,9 @@ def add(x, y):
 def nap_square(x, seconds=0.02):
     time.sleep(seconds)
     return x * x
+
+
+def slow_double(group, delay=0.01):
+    """A transform-like group function: the group's rows, doubled."""
+    time.sleep(delay)
+    return group[["a"]] * 2

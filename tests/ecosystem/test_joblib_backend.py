@@ -63,8 +63,11 @@ def test_parallel_generator_output(backend):
 
 
 def test_error_in_a_task_is_raised_as_is(backend):
-    with pytest.raises(ValueError, match="bad item 7"):
-        joblib.Parallel()(joblib.delayed(eco_tasks.fails_at)(i) for i in range(50))
+    with pytest.raises(ValueError, match="bad item 7") as raised:
+        joblib.Parallel(batch_size=1)(joblib.delayed(eco_tasks.fails_at)(i) for i in range(50))
+    if backend == "nbpar":  # and the task is named
+        assert "nbpar: raised by task 7 of this joblib call (in input order)" in \
+            raised.value.__notes__
 
 
 def test_grid_search_equals_serial(backend, data):

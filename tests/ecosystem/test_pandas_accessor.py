@@ -4,6 +4,8 @@ larger random frames; chunking, STOP and continuing."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -135,8 +137,21 @@ def test_an_error_in_func_is_raised(pool, frame):
         if row["a"] == 4:
             raise KeyError(f"no price for row {row.name}")
         return 1
-    with pytest.raises(KeyError, match="no price for row 20"):
-        frame.nbpar.apply(bad, axis=1, pool=pool, progress_bar=False, chunks=5)
+    with pytest.raises(KeyError, match="no price for row 20") as raised:
+        frame.nbpar.apply(bad, axis=1, pool=pool, progress_bar=False, chunks=2)
+    assert "nbpar: bad raised on row 20" in raised.value.__notes__  # not only its chunk
+
+    def shout(word):
+        return word.upper()
+    with pytest.raises(AttributeError) as raised:
+        pd.Series(["a", "b", 3, "d"]).nbpar.map(shout, pool=pool, progress_bar=False)
+    assert "nbpar: shout raised on value 3" in raised.value.__notes__
+
+    def group_mean(g):
+        return int(g["a"].sum()) / (len(g) - 1)  # group z has one row
+    with pytest.raises(ZeroDivisionError) as raised:
+        frame.groupby("k").nbpar.apply(group_mean, pool=pool, progress_bar=False)
+    assert "nbpar: group_mean raised on group 'z'" in raised.value.__notes__
 
 
 def test_bad_options_are_refused(pool, frame):
@@ -165,3 +180,22 @@ def test_stop_names_the_rows_done_and_the_apply_continues(pool):
                          report=err.report)
     pd.testing.assert_series_equal(out, (df["a"] + 1.0).rename(None))  # rows of int and float
     assert pool.report().total == 40 and pool.report().done == 40
+
+
+def test_a_stopped_groupby_apply_continues_in_row_order(pool):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"a": np.arange(3000), "k": rng.integers(0, 300, 3000)})
+    grouped = df.groupby("k", group_keys=False)
+    running = Background(lambda: grouped.nbpar.apply(eco_tasks.slow_double, pool=pool,
+                                                     progress_bar=False, chunks=30))
+    wait_for(lambda: pool.report().status == "running" and pool.report().done >= 3,
+             what="3 chunks done")
+    pool.stop()
+    running.join()
+    err = running.error
+    assert isinstance(err, nbpar.StoppedError), err
+    assert re.search(r"groupby apply was stopped after \d+ of 3000 rows \(\d+ of 30 chunks\)",
+                     str(err)), str(err)
+    out = grouped.nbpar.apply(eco_tasks.slow_double, pool=pool, progress_bar=False,
+                              report=err.report)
+    pd.testing.assert_frame_equal(out, df[["a"]] * 2)  # pandas' own order: the rows'
