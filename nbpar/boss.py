@@ -97,6 +97,7 @@ class Boss:
         self._waitables: dict = {}  # waitable -> (kind, worker id)
         self._partial: dict = {}  # output fd -> bytes of an unfinished line
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
+        self._exit_hooked: dict = {}  # worker id -> whether its setup had a worker_exit
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
@@ -253,7 +254,8 @@ class Boss:
                 result = decode(msg.body)
             except Exception:  # noqa: BLE001
                 result = None
-            self._handle(st.WorkerExited(wid, result, msg.error))
+            self._handle(st.WorkerExited(wid, result, msg.error,
+                                         self._exit_hooked.get(wid, True)))
 
     def _measure(self, wid, handle):
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
@@ -372,11 +374,13 @@ class Boss:
 
     def _start_worker(self, wid):
         try:
-            handle = self.backend.start(self.make_setup(wid))
+            setup = self.make_setup(wid)
+            handle = self.backend.start(setup)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
+        self._exit_hooked[wid] = setup.worker_exit is not None
         self._watch(handle.channel, "channel", wid)
         if handle.sentinel is not None:
             self._watch(handle.sentinel, "sentinel", wid)

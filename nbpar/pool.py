@@ -18,6 +18,7 @@ from concurrent.futures import Future
 from . import state as st
 from .backends import START_METHODS, make_backend
 from .boss import Boss
+from .call_options import NONE, CallOptions, check_callbacks, on_done
 from .errors import describe
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
                    JobHandle, Release)
@@ -117,7 +118,8 @@ class WorkerPool(AsyncMaps):
         self.start_method = start_method
         self.backend = backend or "local"
         self.shared_objects = shared_objects
-        self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
+        self._hooks = (worker_init, worker_exit)  # the pool's own; a call may bring others
+        self._setup = _SetupFactory(start_method, self._hooks, dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
             use_worker_state=bool(use_worker_state), log_level=log_level))
         self._job_ids = itertools.count()
@@ -232,47 +234,65 @@ class WorkerPool(AsyncMaps):
     # -- the map family
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None,
-            memory=None, duration=None):
+            memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "map")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
-                memory=None, duration=None):
+                memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "starmap")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
-                      memory=None, duration=None):
+                      memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "map_unordered")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
-             iterable_len=None, limit=None):
+             iterable_len=None, limit=None, **options):
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar,
+                            opts=CallOptions.parse(options, "imap"))
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                       iterable_len=None, limit=None):
+                       iterable_len=None, limit=None, **options):
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
-                            progress_bar=progress_bar)
+                            progress_bar=progress_bar,
+                            opts=CallOptions.parse(options, "imap_unordered"))
 
-    def apply_async(self, func, args=(), kwargs=None) -> AsyncResult:
-        return AsyncResult(self.submit(func, *args, **(kwargs or {})))
+    def apply_async(self, func, args=(), kwargs=None, *, callback=None, error_callback=None,
+                    **options) -> AsyncResult:
+        """func(*args, **kwargs) as an AsyncResult; `callback(result)` or
+        `error_callback(exception)` run in the Boss thread when it ends (keep them quick)."""
+        opts = CallOptions.parse(options, "apply_async")
+        check_callbacks(callback, error_callback)
+        future = self._single(func, args, kwargs or {}, opts)
+        on_done(future, callback, error_callback)
+        return AsyncResult(future)
 
     def submit(self, func, /, *args, **kwargs) -> Future:
         """One call, func(*args, **kwargs), as a concurrent.futures.Future (keywords named
         `func` or `self` reach the function too)."""
+        return self._single(func, args, kwargs, NONE)
+
+    def _single(self, func, args, kwargs, opts) -> Future:
         key = self._functions.key(func, _check_func)
         future: Future = Future()
         call = func
@@ -283,8 +303,31 @@ class WorkerPool(AsyncMaps):
                             items=[args], handle=FutureHandle(call, future, self._functions),
                             func_key=key)
         job.single = True
+        self._configure(job, opts)
         self._submit(job)
         return future
+
+    def _configure(self, job, opts):
+        """A call's own settings (call_options.py); its worker hooks replace the workers'."""
+        if opts is NONE:
+            return
+        opts.apply(job)
+        if job.chunker.fixed is None and opts.n_splits is not None and job.total:
+            job.chunker = AdaptiveChunker(opts.chunk_size(None, job.total),
+                                          self._min_batch_time)
+        self._use_hooks(opts)
+
+    def _use_hooks(self, opts):
+        """Workers run the hooks of the call at hand (its own, else the pool's). A call with
+        other hooks than the workers hold has them retired first, as for new shared objects:
+        what runs finishes, then new workers start with the new hooks (and take whatever
+        else is waiting)."""
+        init, exit_ = self._hooks
+        wanted = (opts.worker_init or init, opts.worker_exit or exit_)
+        if self._setup.holds(wanted):
+            return
+        self._setup.hooks = wanted
+        self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire the old ones
 
     # -- building jobs
     def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star,
@@ -394,8 +437,10 @@ class WorkerPool(AsyncMaps):
         self._submit(job)
         return job, future
 
-    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar):
+    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
+                opts=None):
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts or NONE)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
@@ -501,15 +546,20 @@ class _SetupFactory:
         self.flags = flags
         self._encoded = None
 
+    def holds(self, hooks) -> bool:
+        return all(a is b for a, b in zip(hooks, self.hooks))
+
     def __call__(self, worker_id) -> WorkerSetup:
-        if self._encoded is None:
+        hooks, encoded = self._encoded or (None, None)
+        if hooks is not self.hooks:  # (the caller may have given new hooks since)
+            hooks = self.hooks
             if self.start_method == "threading":
-                self._encoded = self.hooks
+                encoded = hooks
             else:
                 import cloudpickle
-                self._encoded = tuple(cloudpickle.dumps(h) if h is not None else None
-                                      for h in self.hooks)
-        init, exit_ = self._encoded
+                encoded = tuple(cloudpickle.dumps(h) if h is not None else None for h in hooks)
+            self._encoded = (hooks, encoded)
+        init, exit_ = encoded
         return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
                            **self.flags)
 
