@@ -13,6 +13,7 @@ pool imports nothing of the notebook.
 
 from __future__ import annotations
 
+from .call_options import CallOptions
 from .jobs import STOP_WAIT, Release
 from .signals import Signal
 
@@ -22,31 +23,41 @@ class AsyncMaps:
     notebook display; the map machinery itself (`_map_job`, `_submit`, ...) is WorkerPool's."""
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                        iterable_len=None, limit=None, report=None, checkpoint=None):
+                        iterable_len=None, limit=None, report=None, checkpoint=None,
+                        **options):
         """`map` for asyncio: the result list, in input order."""
+        opts = CallOptions.parse(options, "map_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
+        self._configure(job, opts)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
-                            iterable_len=None, limit=None, report=None, checkpoint=None):
+                            iterable_len=None, limit=None, report=None, checkpoint=None,
+                            **options):
         """`starmap` for asyncio."""
+        opts = CallOptions.parse(options, "starmap_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
+        self._configure(job, opts)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                   iterable_len=None, limit=None):
+                   iterable_len=None, limit=None, **options):
         """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
+        opts = CallOptions.parse(options, "imap_async")
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts)
         return self._iterate_async(job, True, progress_bar)
 
     def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                             iterable_len=None, limit=None):
+                             iterable_len=None, limit=None, **options):
         """`imap_unordered` as an async iterator."""
+        opts = CallOptions.parse(options, "imap_unordered_async")
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts)
         return self._iterate_async(job, False, progress_bar)
 
     async def _run_async(self, job, progress_bar):

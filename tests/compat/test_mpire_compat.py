@@ -176,3 +176,16 @@ def test_workerpool_n_splits_sets_the_batches():
         assert p.map(os.getpid.__call__ and t.pid, range(30), n_splits=3)
         # one worker, three batches: the Boss's report counts them as tasks of 10
         assert p.report().workers[0].tasks_done == 30
+
+
+def test_workerpool_async_maps_take_the_per_call_options_too():
+    import asyncio
+
+    async def run(p):
+        got = await p.map_async(t.initialized, range(6), worker_init=t.set_state)
+        with pytest.raises(TimeoutError):
+            await p.map_async(t.sleep_for, [5.0], task_timeout=0.3)
+        return got
+
+    with nbpar.WorkerPool(2) as p:
+        assert asyncio.run(run(p)) == ["init"] * 6
