@@ -252,3 +252,18 @@ def test_nbpar_pool_draws_a_progress_bar_when_asked(capsys):
         assert p.starmap(t.add, [(1, 2)], progress_bar=False) == [3]
     err = capsys.readouterr().err
     assert "50/50" in err and err.count("1/1") == 0
+
+
+def test_nbpar_pool_a_failing_initializer_fails_the_call_instead_of_hanging():
+    # multiprocessing.Pool would restart its workers for ever and the map would never return
+    with nbpar.Pool(1, t.broken_init) as p:
+        with pytest.raises(OSError, match="no database here"):
+            p.map(t.square, range(3))
+
+
+def test_nbpar_pool_a_dead_worker_fails_the_call_instead_of_hanging():
+    # multiprocessing.Pool would replace the worker and leave the call waiting for ever
+    with nbpar.Pool(2) as p:
+        with pytest.raises(nbpar.WorkerDiedError):
+            p.apply_async(t.die).get(timeout=30)
+        assert p.map(t.square, range(4)) == [0, 1, 4, 9]
