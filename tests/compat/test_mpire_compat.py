@@ -1,7 +1,6 @@
 """nbpar.mpire.WorkerPool against mpire.WorkerPool: one suite, run on both, and the per-call
 options on nbpar's own WorkerPool."""
 
-import os
 import threading
 
 import numpy as np
@@ -172,10 +171,14 @@ def test_workerpool_bad_per_call_options(options, error):
 
 
 def test_workerpool_n_splits_sets_the_batches():
+    from nbpar.call_options import CallOptions
     with nbpar.WorkerPool(1, keep_alive=True) as p:
-        assert p.map(os.getpid.__call__ and t.pid, range(30), n_splits=3)
-        # one worker, three batches: the Boss's report counts them as tasks of 10
-        assert p.report().workers[0].tasks_done == 30
+        job = p._map_job(t.square, range(30), None, None, None, None, star=False)
+        p._configure(job, CallOptions.parse({"n_splits": 3}, "map"))
+        assert job.chunker.fixed == 10  # three batches of ten
+        job = p._map_job(t.square, range(30), 4, None, None, None, star=False)
+        p._configure(job, CallOptions.parse({"n_splits": 3}, "map"))
+        assert job.chunker.fixed == 4  # a chunk_size given wins, as in MPIRE
 
 
 def test_workerpool_async_maps_take_the_per_call_options_too():
