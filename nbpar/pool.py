@@ -368,8 +368,9 @@ class WorkerPool(AsyncMaps):
             raise ValueError(f"this report is from a map of {report.func_name}, not of {name}: "
                              f"continue it with the same function")
         if report.rest is not None:
-            raise ValueError("this report is from an iterator map (imap): its results went to "
-                             "its consumer, so it cannot be continued as a list")
+            raise ValueError("this report is from a map whose results went to its caller as "
+                             "they came (imap, Executor.map, nbpar.Pool's maps), so it cannot "
+                             "be continued as a list")
         pairs = report._unfinished_pairs()  # failed items run again, with the pending ones
         return self._new_job(func, ListSource([p[1] for p in pairs], [p[0] for p in pairs]),
                              total=report.total, streaming=False, star=star, items=dict(pairs),
@@ -420,6 +421,7 @@ class WorkerPool(AsyncMaps):
         _check_chunk_size(chunk_size)
         job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
                             star=star, chunk_size=chunk_size, keep_results=False)
+        job.ledger.rest = job.source.iterator  # its report cannot continue it (as for imap)
         self._submit(job)
         return job
 
@@ -434,6 +436,7 @@ class WorkerPool(AsyncMaps):
         job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
                             star=star, chunk_size=chunk_size, keep_results=False,
                             handle=CollectHandle(func, future, len(items), self._functions))
+        job.ledger.rest = job.source.iterator  # its report cannot continue it (as for imap)
         self._submit(job)
         return job, future
 

@@ -267,3 +267,16 @@ def test_nbpar_pool_a_dead_worker_fails_the_call_instead_of_hanging():
         with pytest.raises(nbpar.WorkerDiedError):
             p.apply_async(t.die).get(timeout=30)
         assert p.map(t.square, range(4)) == [0, 1, 4, 9]
+
+
+def test_nbpar_a_stopped_pool_map_refuses_to_be_continued_from_its_report():
+    # its results went to the caller as they came: a continuation would miss them
+    with nbpar.Pool(2) as p:
+        p.pool.halt()
+        result = p.map_async(t.square, range(10))
+        wait_for(lambda: p.pool.report().status == "halted", what="the halted map")
+        p.pool.stop()
+        with pytest.raises(nbpar.StoppedError) as info:
+            result.get(timeout=30)
+        with pytest.raises(ValueError, match="cannot be continued"):
+            p.pool.map(t.square, report=info.value.report)
