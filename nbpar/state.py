@@ -704,9 +704,11 @@ class BossState:
         if not job.single:
             self.history.append(report)
         if error is None and job.status == "stopped":
+            how = ("" if job.ledger.rest is not None else  # its results went to its caller
+                   "; continue it with pool.map(func, report=err.report)")
             error = StoppedError(
                 f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
-                f"items done; continue it with pool.map(func, report=err.report)", report)
+                f"items done{how}", report)
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
