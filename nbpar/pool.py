@@ -326,8 +326,9 @@ class WorkerPool(AsyncMaps):
         wanted = (opts.worker_init or init, opts.worker_exit or exit_)
         if self._setup.holds(wanted):
             return
-        self._setup.hooks = wanted
-        self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire the old ones
+        self._setup.hooks = wanted  # read by the Boss when it starts a worker
+        if any(slot.alive for slot in self._state.slots):  # (a dead one restarts with these)
+            self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
 
     # -- building jobs
     def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star,
