@@ -105,6 +105,7 @@ class Boss:
         self._waitables: dict = {}  # waitable -> (kind, worker id)
         self._partial: dict = {}  # output fd -> bytes of an unfinished line
         self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
+        self._exit_hooked: dict = {}  # worker id -> whether its setup had a worker_exit
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
@@ -264,7 +265,8 @@ class Boss:
                 result = decode(msg.body)
             except Exception:  # noqa: BLE001
                 result = None
-            self._handle(st.WorkerExited(wid, result, msg.error))
+            self._handle(st.WorkerExited(wid, result, msg.error,
+                                         self._exit_hooked.get(wid, True)))
 
     def _measure(self, wid, handle):
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
@@ -396,6 +398,8 @@ class Boss:
             self._events.append(st.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
+        self._exit_hooked[wid] = self.make_setup.hooks[1] is not None  # (process workers
+        # get their hooks in the pool's bundle, not in the setup)
         for extra in self.backend.extra_waitables():  # e.g. the link to a new fork server
             if extra not in self._waitables:
                 self._watch(extra, "extra", None)

@@ -140,6 +140,7 @@ class WorkerExited:
     worker_id: int
     result: Any
     error: ErrorPayload | None
+    hooked: bool = True  # the worker had a worker_exit: its result is an exit result
 
 
 @dataclass(slots=True)

@@ -23,9 +23,10 @@ import os
 import time
 from collections import deque
 
-from .errors import describe, rebuild
+from .errors import rebuild
 from .executor import EachCall, Raised
 from .jobs import AsyncResult, Release, ResultTimeout
+from .call_options import check_callbacks, on_done
 from .pool import WorkerPool
 
 _RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
@@ -73,9 +74,8 @@ class Pool:
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         self._check_running()
-        future = self._pool.submit(func, *args, **kwds)
-        _on_done(future, callback, error_callback)
-        return AsyncResult(future)
+        return self._pool.apply_async(func, args, kwds, callback=callback,
+                                      error_callback=error_callback)
 
     # -- maps
     def map(self, func, iterable, chunksize=None, *, progress_bar=None):
@@ -114,9 +114,10 @@ class Pool:
 
     def _map_async(self, func, iterable, chunksize, star, callback, error_callback):
         self._check_running()
+        check_callbacks(callback, error_callback)
         job, future = self._pool._collect(func, list(iterable), star=star,
                                           chunk_size=chunksize)
-        _on_done(future, callback, error_callback)
+        on_done(future, callback, error_callback)
         return AsyncResult(future)
 
     def _imap(self, func, iterable, chunksize, ordered):
@@ -203,21 +204,3 @@ class IMapIterator:
         return value
 
     __next__ = next
-
-
-def _on_done(future, callback, error_callback):
-    """multiprocessing's callbacks: callback(result) or error_callback(exception)."""
-    for name, hook in (("callback", callback), ("error_callback", error_callback)):
-        if hook is not None and not callable(hook):
-            raise TypeError(f"{name} must be callable, got {describe(hook)}")
-    if callback is None and error_callback is None:
-        return
-
-    def done(f):
-        error = f.exception()
-        if error is None:
-            if callback is not None:
-                callback(f.result())
-        elif error_callback is not None:
-            error_callback(error)
-    future.add_done_callback(done)

@@ -19,8 +19,8 @@ from . import state as st
 from . import tracebacks
 from .backends import START_METHODS, make_backend
 from .boss import Boss
+from .call_options import NONE, CallOptions, check_callbacks, on_done
 from .errors import describe
-from .failures import NO_DEFAULT, make_policy
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
                    JobHandle, Release)
 from .messages import WorkerSetup
@@ -134,7 +134,8 @@ class WorkerPool(AsyncMaps):
         self.start_method = start_method
         self.backend = backend or "local"
         self.shared_objects = shared_objects
-        self._setup = _SetupFactory(start_method, (worker_init, worker_exit), dict(
+        self._hooks = (worker_init, worker_exit)  # the pool's own; a call may bring others
+        self._setup = _SetupFactory(start_method, self._hooks, dict(
             pass_worker_id=bool(pass_worker_id), use_shared=shared_objects is not None,
             use_worker_state=bool(use_worker_state), log_level=log_level,
             report_start=task_timeout is not None and backend != "dask",
@@ -254,66 +255,65 @@ class WorkerPool(AsyncMaps):
     # -- the map family
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None,
-            memory=None, duration=None, retries=0, retry_on=Exception,
-            on_error="raise", default=NO_DEFAULT):
-        failure = make_policy(retries, retry_on, on_error, default)
+            memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "map")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
-        job.failure = failure
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
-                memory=None, duration=None, retries=0, retry_on=Exception,
-                on_error="raise", default=NO_DEFAULT):
-        failure = make_policy(retries, retry_on, on_error, default)
+                memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "starmap")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
         _declare(job, memory, duration)
-        job.failure = failure
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.ordered_results()
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
-                      memory=None, duration=None, retries=0, retry_on=Exception,
-                      on_error="raise", default=NO_DEFAULT):
-        failure = make_policy(retries, retry_on, on_error, default)
+                      memory=None, duration=None, **options):
+        opts = CallOptions.parse(options, "map_unordered")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
         _declare(job, memory, duration)
-        job.failure = failure
+        self._configure(job, opts)
         self._run(job, progress_bar)
         return job.ledger.completion_order()
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
-             iterable_len=None, limit=None, retries=0, retry_on=Exception, on_error="raise",
-             default=NO_DEFAULT):
-        failure = make_policy(retries, retry_on, on_error, default)
+             iterable_len=None, limit=None, **options):
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
-                            progress_bar=progress_bar, failure=failure)
+                            progress_bar=progress_bar,
+                            opts=CallOptions.parse(options, "imap"))
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                       iterable_len=None, limit=None, retries=0, retry_on=Exception,
-                       on_error="raise", default=NO_DEFAULT):
-        failure = make_policy(retries, retry_on, on_error, default)
+                       iterable_len=None, limit=None, **options):
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
-                            progress_bar=progress_bar, failure=failure)
+                            progress_bar=progress_bar,
+                            opts=CallOptions.parse(options, "imap_unordered"))
 
-    def apply_async(self, func, args=(), kwargs=None, *, retries=0,
-                    retry_on=Exception) -> AsyncResult:
-        """One call; `retries=N` runs it again when it fails with `retry_on` (failures.py)."""
-        return AsyncResult(self._call(func, args, kwargs or {},
-                                      make_policy(retries, retry_on)))
+    def apply_async(self, func, args=(), kwargs=None, *, callback=None, error_callback=None,
+                    **options) -> AsyncResult:
+        """func(*args, **kwargs) as an AsyncResult; `callback(result)` or
+        `error_callback(exception)` run in the Boss thread when it ends (keep them quick)."""
+        opts = CallOptions.parse(options, "apply_async")
+        check_callbacks(callback, error_callback)
+        future = self._single(func, args, kwargs or {}, opts)
+        on_done(future, callback, error_callback)
+        return AsyncResult(future)
 
     def submit(self, func, /, *args, **kwargs) -> Future:
         """One call, func(*args, **kwargs), as a concurrent.futures.Future (keywords named
         `func` or `self` reach the function too)."""
-        return self._call(func, args, kwargs)
+        return self._single(func, args, kwargs, NONE)
 
-    def _call(self, func, args, kwargs, failure=None) -> Future:
+    def _single(self, func, args, kwargs, opts) -> Future:
         key = self._functions.key(func, _check_func)
         future: Future = Future()
         call = func
@@ -324,9 +324,35 @@ class WorkerPool(AsyncMaps):
                             items=[args], handle=FutureHandle(call, future, self._functions),
                             func_key=key)
         job.single = True
-        job.failure = failure
+        self._configure(job, opts)
         self._submit(job)
         return future
+
+    def _configure(self, job, opts):
+        """A call's own settings (call_options.py); its worker hooks replace the workers'."""
+        if opts is NONE:
+            return
+        opts.apply(job)
+        if job.chunker.fixed is None and opts.n_splits is not None and job.total:
+            job.chunker = AdaptiveChunker(opts.chunk_size(None, job.total),
+                                          self._min_batch_time)
+        self._use_hooks(opts)
+
+    def _use_hooks(self, opts):
+        """Workers run the hooks of the call at hand (its own, else the pool's). A call with
+        other hooks than the workers hold has them retired first, as for new shared objects:
+        what runs finishes, then new workers start with the new hooks (and take whatever
+        else is waiting)."""
+        init, exit_ = self._hooks
+        wanted = (opts.worker_init or init, opts.worker_exit or exit_)
+        if self._setup.holds(wanted):
+            return
+        self._setup.hooks = wanted  # read by the Boss when it starts a worker
+        if hasattr(self._backend, "hooks"):  # process workers get them in the pool's bundle
+            self._backend.hooks = wanted
+            self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
+        elif any(slot.alive for slot in self._state.slots):  # (a dead one restarts with these)
+            self._boss.reshare(self._backend.prepare(self.shared_objects))
 
     # -- building jobs
     def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star,
@@ -372,8 +398,9 @@ class WorkerPool(AsyncMaps):
             raise ValueError(f"this report is from a map of {report.func_name}, not of {name}: "
                              f"continue it with the same function")
         if report.rest is not None:
-            raise ValueError("this report is from an iterator map (imap): its results went to "
-                             "its consumer, so it cannot be continued as a list")
+            raise ValueError("this report is from a map whose results went to its caller as "
+                             "they came (imap, Executor.map, nbpar.Pool's maps), so it cannot "
+                             "be continued as a list")
         pairs = report._unfinished_pairs()  # failed items run again, with the pending ones
         return self._new_job(func, ListSource([p[1] for p in pairs], [p[0] for p in pairs]),
                              total=report.total, streaming=False, star=star, items=dict(pairs),
@@ -392,7 +419,7 @@ class WorkerPool(AsyncMaps):
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
-    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit, failure=None):
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
         """An iterator map's job (imap, and its async form): a lazy input read a bounded way
         ahead of the consumer; submitted when iterated."""
         _check_func(func)
@@ -406,7 +433,6 @@ class WorkerPool(AsyncMaps):
                             limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
-        job.failure = failure
         return job
 
     def _eager(self, func, items, *, star, chunk_size=None, ordered=True, deadline=None,
@@ -425,6 +451,7 @@ class WorkerPool(AsyncMaps):
         _check_chunk_size(chunk_size)
         job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
                             star=star, chunk_size=chunk_size, keep_results=False)
+        job.ledger.rest = job.source.iterator  # its report cannot continue it (as for imap)
         self._submit(job)
         return job
 
@@ -439,12 +466,14 @@ class WorkerPool(AsyncMaps):
         job = self._new_job(func, IterSource(items), total=len(items), streaming=True,
                             star=star, chunk_size=chunk_size, keep_results=False,
                             handle=CollectHandle(func, future, len(items), self._functions))
+        job.ledger.rest = job.source.iterator  # its report cannot continue it (as for imap)
         self._submit(job)
         return job, future
 
     def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
-                failure=None):
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit, failure)
+                opts=None):
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts or NONE)
         self._submit(job)
         return self._iterate(job, ordered, progress_bar)
 
@@ -552,16 +581,22 @@ class _SetupFactory:
         self.flags = flags
         self._encoded = None
 
+    def holds(self, hooks) -> bool:
+        return all(a is b for a, b in zip(hooks, self.hooks))
+
     def __call__(self, worker_id) -> WorkerSetup:
-        if self._encoded is None:
+        hooks, encoded = self._encoded or (None, None)
+        if hooks is not self.hooks:  # (the caller may have given new hooks since)
+            hooks = self.hooks
             if self.start_method == "threading":
-                self._encoded = self.hooks
+                encoded = hooks
             elif self.start_method in ("fork", "forkserver", "spawn"):
-                self._encoded = (None, None)
+                encoded = (None, None)  # they travel in the pool's bundle (bundle.py)
             else:
-                self._encoded = tuple(tracebacks.dumps_by_value(h) if h is not None else None
-                                      for h in self.hooks)
-        init, exit_ = self._encoded
+                encoded = tuple(tracebacks.dumps_by_value(h) if h is not None else None
+                                for h in hooks)
+            self._encoded = (hooks, encoded)
+        init, exit_ = encoded
         return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
                            **self.flags)
 

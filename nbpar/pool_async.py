@@ -13,7 +13,7 @@ pool imports nothing of the notebook.
 
 from __future__ import annotations
 
-from .failures import NO_DEFAULT, make_policy
+from .call_options import CallOptions
 from .jobs import STOP_WAIT, Release
 from .signals import Signal
 
@@ -24,40 +24,40 @@ class AsyncMaps:
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                         iterable_len=None, limit=None, report=None, checkpoint=None,
-                        retries=0, retry_on=Exception, on_error="raise", default=NO_DEFAULT):
+                        **options):
         """`map` for asyncio: the result list, in input order."""
-        failure = make_policy(retries, retry_on, on_error, default)
+        opts = CallOptions.parse(options, "map_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
-        job.failure = failure
+        self._configure(job, opts)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                             iterable_len=None, limit=None, report=None, checkpoint=None,
-                            retries=0, retry_on=Exception, on_error="raise", default=NO_DEFAULT):
+                            **options):
         """`starmap` for asyncio."""
-        failure = make_policy(retries, retry_on, on_error, default)
+        opts = CallOptions.parse(options, "starmap_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
-        job.failure = failure
+        self._configure(job, opts)
         await self._run_async(job, progress_bar)
         return job.ledger.ordered_results()
 
     def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                   iterable_len=None, limit=None, retries=0, retry_on=Exception,
-                   on_error="raise", default=NO_DEFAULT):
+                   iterable_len=None, limit=None, **options):
         """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit,
-                               make_policy(retries, retry_on, on_error, default))
+        opts = CallOptions.parse(options, "imap_async")
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts)
         return self._iterate_async(job, True, progress_bar)
 
     def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                             iterable_len=None, limit=None, retries=0, retry_on=Exception,
-                             on_error="raise", default=NO_DEFAULT):
+                             iterable_len=None, limit=None, **options):
         """`imap_unordered` as an async iterator."""
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit,
-                               make_policy(retries, retry_on, on_error, default))
+        opts = CallOptions.parse(options, "imap_unordered_async")
+        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
+        self._configure(job, opts)
         return self._iterate_async(job, False, progress_bar)
 
     async def _run_async(self, job, progress_bar):

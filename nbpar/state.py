@@ -55,6 +55,11 @@ class Job:
     memory: Any = None  # item -> bytes it needs (declared by the map, for MaxMemoryScheduler)
     duration: Any = None  # item -> seconds it takes (declared, for LongerFirstScheduler)
     func_key: int = -1  # the same function object keeps its key across maps
+    # per-call settings (None: the pool's): seconds a task may run, tasks a worker runs
+    # before it is replaced, items of this map in flight at once
+    task_timeout: float | None = None
+    lifespan: int | None = None
+    max_active: int | None = None
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
     status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
@@ -123,6 +128,7 @@ class WorkerSlot:
     since_start: int = 0  # tasks done by the current process (max_tasks_per_worker)
     funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
     rss: float = 0.0  # last measured resident memory of its process
+    lifespan: int | None = None  # tasks its process may run (of the map it last took work of)
     kill_reason: str | None = None
     over_memory: bool = False  # past max_worker_memory: retired once its queue is done
     recycled: int = 0  # processes of this slot retired for max_worker_memory
@@ -242,24 +248,31 @@ class BossState:
         self._advance(now, out)
         return out
 
+    def timeout_of(self, job) -> float | None:
+        """The task timeout a job's tasks run under: its own, else the pool's."""
+        return job.task_timeout if job.task_timeout is not None else self.task_timeout
+
+    def _deadlines(self):
+        for s in self.slots:
+            if s.queue and s.kill_reason is None:
+                deadline = self._deadline(s.queue[0])
+                if deadline is not None:
+                    yield s.id, deadline
+
     def next_deadline(self) -> float | None:
-        if self.task_timeout is None:
-            return None
-        deadlines = [d for s in self.slots if s.queue and s.kill_reason is None
-                     and (d := self._deadline(s.queue[0])) is not None]
-        return min(deadlines) if deadlines else None
+        return min((d for _, d in self._deadlines()), default=None)
 
     def overdue(self, now: float) -> list[int]:
-        if self.task_timeout is None:
-            return []
-        return [s.id for s in self.slots if s.queue and s.kill_reason is None
-                and (d := self._deadline(s.queue[0])) is not None and now >= d]
+        return [wid for wid, deadline in self._deadlines() if now >= deadline]
 
     def _deadline(self, batch) -> float | None:
+        timeout = self.timeout_of(batch.job)
+        if timeout is None:
+            return None
         if batch.started_at is not None:
-            return batch.started_at + self.task_timeout
+            return batch.started_at + timeout
         if self.clock_at_start and batch.dispatched_at is not None:
-            return batch.dispatched_at + self.setup_timeout
+            return batch.dispatched_at + max(self.setup_timeout, timeout)
         return None
 
     # -- events
@@ -401,7 +414,8 @@ class BossState:
         self.resharing.append(ev.prepared)
 
     def _on_WorkerExited(self, ev, now, out):
-        self.exit_results.append(ev.result)
+        if ev.hooked:  # a worker without worker_exit has no exit result (not even None)
+            self.exit_results.append(ev.result)
         if ev.error is not None and self.exit_error is None:
             self.exit_error = rebuild(ev.error,
                                       where=f"raised in worker_exit on worker {ev.worker_id}")
@@ -444,7 +458,7 @@ class BossState:
         else:
             exc = TaskTimeoutError(
                 f"item {describe(item)} (index {index}) ran longer than task_timeout="
-                f"{self.task_timeout} s on worker {slot.id}; the worker is replaced")
+                f"{self.timeout_of(batch.job)} s on worker {slot.id}; the worker is replaced")
         self._kill(slot, "timeout")
         batch.settled = True  # its fate is decided here: not requeued when the worker dies
         rest = [(batch.indices[1:], batch.items[1:])]
@@ -613,24 +627,33 @@ class BossState:
 
     def _give_batch(self, slot, now, n_ready, out) -> bool:
         queued = bool(slot.queue)
-        if len(slot.queue) >= 2 or (queued and self.task_timeout is not None):
+        if len(slot.queue) >= 2 or (queued and self.timeout_of(slot.queue[-1].job) is not None):
             return False
         if slot.over_memory:
             return False
-        quota = None
-        if self.max_tasks is not None:
-            quota = self.max_tasks - slot.since_start - slot.queued_items()
-            if quota <= 0:
-                return False
         candidates = self._candidates(slot, queued)
         try:
-            return self._give_from(candidates, slot, queued, quota, now, n_ready, out)
+            return self._give_from(candidates, slot, queued, now, n_ready, out)
         finally:
             candidates.close()  # drops what it passed over
 
-    def _give_from(self, candidates, slot, queued, quota, now, n_ready, out) -> bool:
+    def _give_from(self, candidates, slot, queued, now, n_ready, out) -> bool:
         running = None
         for job in candidates:
+            timeout = self.timeout_of(job)
+            if queued and timeout is not None:
+                continue  # a task under a timeout starts when its worker is free
+            quota = None
+            lifespan = job.lifespan if job.lifespan is not None else self.max_tasks
+            if lifespan is not None:
+                quota = lifespan - slot.since_start - slot.queued_items()
+                if quota <= 0:
+                    continue
+            if job.max_active is not None:
+                active = job.max_active - job.in_flight_items()
+                if active <= 0:
+                    continue
+                quota = active if quota is None else min(quota, active)
             if not queued and (self._capped or job.limit is not None):
                 running = running or self._running()
                 if not self._admits(job, running):
@@ -642,7 +665,7 @@ class BossState:
                     continue
             remaining = None if job.total is None else (
                 job.total - job.read + sum(len(c[1]) for c in job.requeued))
-            size = 1 if (self.task_timeout is not None or job.memory is not None
+            size = 1 if (timeout is not None or job.memory is not None
                          or remaining == 1) else job.chunker.next_size(remaining, n_ready)
             if queued and (job.memory is not None or not job.chunker.may_prefetch(size)):
                 return False  # (a queued task would start unchecked by a memory budget)
@@ -661,6 +684,7 @@ class BossState:
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
             slot.state = "busy"
+            slot.lifespan = lifespan
             send_func = self._remember_func(slot, job.func_key, out)
             out.append(Dispatch(slot.id, batch, send_func, queued))
             return True
@@ -770,7 +794,9 @@ class BossState:
 
     def _finish(self, job, now) -> FinishJob:
         error = job.error
-        if error is None and self.exit_error is not None:
+        # a single call's result went to its future already: a worker_exit error is left
+        # for the pool's join() (or the next map) to raise, not dropped
+        if error is None and self.exit_error is not None and not job.single:
             error, self.exit_error = self.exit_error, None
             job.status = "failed"
         if job.single and error is None and job.status == "finished":
@@ -779,13 +805,16 @@ class BossState:
         if not job.single:
             self.history.append(report)
         if error is None and job.status == "stopped":
+            how = ("" if job.ledger.rest is not None else  # its results went to its caller
+                   "; continue it with pool.map(func, report=err.report)")
             error = StoppedError(
                 f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
-                f"items done; continue it with pool.map(func, report=err.report)", report)
+                f"items done{how}", report)
         return FinishJob(job, error, report)
 
     def _manage_workers(self, now, out):
-        if not (self.held or self.resharing or self.ending or self.max_tasks is not None
+        lifespans = self.max_tasks is not None or any(s.lifespan is not None for s in self.slots)
+        if not (self.held or self.resharing or self.ending or lifespans
                 or self.max_memory is not None) and (
                 self.jobs or self.keep_alive) and all(
                 s.state in ("idle", "busy") for s in self.slots):
@@ -813,7 +842,7 @@ class BossState:
                 continue
             retire = bool(self.resharing) or (
                 not self.jobs and (self.ending or not self.keep_alive)) or (
-                self.max_tasks is not None and slot.since_start >= self.max_tasks)
+                slot.lifespan is not None and slot.since_start >= slot.lifespan)
             if slot.over_memory and not retire:
                 retire = True
                 slot.recycled += 1  # retired for its memory alone: the report counts it

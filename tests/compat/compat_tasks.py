@@ -81,3 +81,25 @@ class Big:
 def slow_square(x, seconds=0.05):
     time.sleep(seconds)
     return x * x
+
+
+def keywords(a, b=0, c=0):
+    return a + 10 * b + 100 * c
+
+
+def set_state(value="init"):
+    global INITIALIZED
+    INITIALIZED = value
+
+
+def exit_value():
+    return ("exit", INITIALIZED)
+
+
+def exit_raises():
+    raise RuntimeError("worker_exit failed")
+
+
+def array_of(x):
+    import numpy
+    return numpy.array([x, x])

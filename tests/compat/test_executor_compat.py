@@ -5,7 +5,6 @@ two documented differences (a dead worker or a failing initializer breaks only t
 concerns, and the executor stays usable) are asserted as such, side by side.
 """
 
-import concurrent.futures
 import multiprocessing
 import threading
 import time

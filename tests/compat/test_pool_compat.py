@@ -252,3 +252,32 @@ def test_nbpar_pool_draws_a_progress_bar_when_asked(capsys):
         assert p.starmap(t.add, [(1, 2)], progress_bar=False) == [3]
     err = capsys.readouterr().err
     assert "50/50" in err and err.count("1/1") == 0
+
+
+def test_nbpar_pool_a_failing_initializer_fails_the_call_instead_of_hanging():
+    # multiprocessing.Pool would restart its workers for ever and the map would never return
+    with nbpar.Pool(1, t.broken_init) as p:
+        with pytest.raises(OSError, match="no database here"):
+            p.map(t.square, range(3))
+
+
+def test_nbpar_pool_a_dead_worker_fails_the_call_instead_of_hanging():
+    # multiprocessing.Pool would replace the worker and leave the call waiting for ever
+    with nbpar.Pool(2) as p:
+        with pytest.raises(nbpar.WorkerDiedError):
+            p.apply_async(t.die).get(timeout=30)
+        assert p.map(t.square, range(4)) == [0, 1, 4, 9]
+
+
+def test_nbpar_a_stopped_pool_map_refuses_to_be_continued_from_its_report():
+    # its results went to the caller as they came: a continuation would miss them
+    with nbpar.Pool(2) as p:
+        p.pool.halt()
+        result = p.map_async(t.square, range(10))
+        wait_for(lambda: p.pool.report().status == "halted", what="the halted map")
+        p.pool.stop()
+        with pytest.raises(nbpar.StoppedError) as info:
+            result.get(timeout=30)
+        assert "report=" not in str(info.value)  # the error does not offer what is refused
+        with pytest.raises(ValueError, match="cannot be continued"):
+            p.pool.map(t.square, report=info.value.report)

@@ -942,3 +942,39 @@ def test_many_single_calls_in_flight_cost_work_linear_in_their_number():
     about 4 × the work, where a walk over every job per event would make it 16 ×)."""
     small, large = _work_for_single_calls(500), _work_for_single_calls(2000)
     assert large / small < 5, (small, large)
+
+
+def test_a_jobs_own_task_timeout_applies_to_its_batches_only():
+    pool = Pool(2, keep_alive=True)
+    timed, free = make_job(range(2)), make_job(range(2))
+    timed.task_timeout = 5
+    pool.submit(timed)
+    pool.submit(free)
+    assert dispatched(pool.ready(0, 1, now=0.0)) == [(0, [0], False), (1, [1], False)]
+    assert pool.state.next_deadline() == 5.0  # the timed job's batches are one item each
+    pool.done(0, now=1.0)
+    pool.done(1, now=1.0)
+    assert pool.state.next_deadline() is None  # only the free job's batches run now
+    out = pool.feed(st.Tick(), now=100.0)
+    assert not of(out, st.KillWorker)
+
+
+def test_a_jobs_max_active_bounds_its_items_in_flight_and_its_lifespan_retires_workers():
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(6), chunk_size=1)
+    job.max_active, job.lifespan = 1, 2
+    pool.submit(job)
+    out = pool.ready(0, 1, now=0.0)
+    seen, retired = [], []
+    for _ in range(50):
+        seen.append(sum(len(s.queue) for s in pool.state.slots))
+        busy = [s.id for s in pool.state.slots if s.queue]
+        if not busy:
+            break
+        out = pool.done(busy[0], now=1.0)
+        for instr in of(out, st.RetireWorker):
+            retired.append(pool.state.slots[instr.worker_id].since_start)
+            pool.died(instr.worker_id, 0)
+            pool.ready(instr.worker_id)
+    assert max(seen) == 1 and job.status == "finished"
+    assert len(retired) >= 2 and set(retired) == {2}  # each process ran its 2 tasks, then left
