@@ -25,6 +25,7 @@ import io
 import pickle
 import sys
 import types
+import weakref
 from functools import partial
 
 from . import tracebacks
@@ -43,7 +44,8 @@ class Bundle:
         self.objects = objects  # (shared_objects, worker_init, worker_exit)
         self.refs = refs
         self.packed = packed
-        self._recent: dict = {}  # id(func) -> (func, body, modules): the last few pickled
+        self._recent: dict = {}  # id(func) -> (weakref(func), body, modules): the last few
+        # pickled, held weakly (a finished call's function must not be kept alive here)
 
     @classmethod
     def inherited(cls, objects) -> "Bundle":
@@ -75,12 +77,16 @@ class Bundle:
 
     def _encode(self, func):
         hit = self._recent.get(id(func))
-        if hit is not None and hit[0] is func:
+        if hit is not None and hit[0]() is func:
             return hit[1], hit[2]
         body, modules = dumps_with_refs(func, self.refs)
+        try:
+            ref = weakref.ref(func)
+        except TypeError:  # no weak reference to it: not remembered
+            return body, modules
         if len(self._recent) >= 8:
             self._recent.pop(next(iter(self._recent)))
-        self._recent[id(func)] = (func, body, modules)
+        self._recent[id(func)] = (ref, body, modules)
         return body, modules
 
     def release(self):
