@@ -46,15 +46,8 @@ class NbparSystem(_PoolWithProgressBar):
         self.pool.join()
 
 
-class NbparExecutorSystem:
-    """nbpar.Executor used as code written for ProcessPoolExecutor uses it."""
-
-    def __init__(self, n):
-        import nbpar
-        self.pool = nbpar.Executor(n)
-
-    def map(self, func, items):
-        return list(self.pool.map(func, items))  # the default chunksize, as most code does
+class _ExecutorCalls:
+    """Single calls and the end of a concurrent.futures executor (self.pool)."""
 
     def apply(self, func, arg):
         return self.pool.submit(func, arg).result()
@@ -65,6 +58,17 @@ class NbparExecutorSystem:
 
     def close(self):
         self.pool.shutdown()
+
+
+class NbparExecutorSystem(_ExecutorCalls):
+    """nbpar.Executor used as code written for ProcessPoolExecutor uses it."""
+
+    def __init__(self, n):
+        import nbpar
+        self.pool = nbpar.Executor(n)
+
+    def map(self, func, items):
+        return list(self.pool.map(func, items))  # the default chunksize, as most code does
 
 
 class MpPoolSystem:
@@ -86,7 +90,7 @@ class MpPoolSystem:
         self.pool.join()
 
 
-class ProcessPoolSystem:
+class ProcessPoolSystem(_ExecutorCalls):
     def __init__(self, n, start_method="fork"):
         self.n = n
         self.pool = concurrent.futures.ProcessPoolExecutor(
@@ -95,16 +99,6 @@ class ProcessPoolSystem:
     def map(self, func, items):
         items = list(items)  # chunksize as its docs advise for many small tasks
         return list(self.pool.map(func, items, chunksize=max(1, len(items) // (4 * self.n))))
-
-    def apply(self, func, arg):
-        return self.pool.submit(func, arg).result()
-
-    def many(self, func, items):
-        futures = [self.pool.submit(func, x) for x in items]
-        return [f.result() for f in futures]
-
-    def close(self):
-        self.pool.shutdown()
 
 
 class ProcessPoolDefaultMapSystem(ProcessPoolSystem):
