@@ -39,16 +39,8 @@ class Executor(_Executor):
             if max_tasks_per_child <= 0:
                 raise ValueError("max_tasks_per_child must be >= 1")
             pool_options["max_tasks_per_worker"] = max_tasks_per_child
-        if mp_context is not None:
-            method = mp_context.get_start_method()
-            given = pool_options.setdefault("start_method", method)
-            if given != method:
-                raise ValueError(f"mp_context starts workers by {method!r} but start_method="
-                                 f"{given!r} was given: give one of them")
-        if initializer is not None:
-            if "worker_init" in pool_options:
-                raise ValueError("give initializer= or worker_init=, not both")
-            pool_options["worker_init"] = Initializer(initializer, tuple(initargs))
+        stdlib_start_options(pool_options, mp_context, "mp_context", initializer, initargs,
+                             Initializer)
         pool_options.setdefault("keep_alive", True)
         self._pool = WorkerPool(max_workers, **pool_options)
         self._futures: set = set()
@@ -102,6 +94,24 @@ class Executor(_Executor):
         self._pool.close()
         if wait:
             self._pool.join()
+
+
+def stdlib_start_options(pool_options, context, context_name, initializer, initargs, wrap):
+    """The stdlib's start-up arguments as pool options, in place: a multiprocessing context
+    (`mp_context=`, `context=`) gives the start method, and `initializer(*initargs)`, wrapped
+    by `wrap` (each API's failure semantics), becomes the worker_init."""
+    if initializer is not None:
+        if not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if "worker_init" in pool_options:
+            raise ValueError("give initializer= or worker_init=, not both")
+        pool_options["worker_init"] = wrap(initializer, tuple(initargs))
+    if context is not None:
+        method = context.get_start_method()
+        given = pool_options.setdefault("start_method", method)
+        if given != method:
+            raise ValueError(f"{context_name} starts workers by {method!r} but start_method="
+                             f"{given!r} was given: give one of them")
 
 
 class Initializer:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 
 from .errors import rebuild
-from .executor import EachCall, Raised
+from .executor import EachCall, Raised, stdlib_start_options
 from .jobs import AsyncResult, Release, ResultTimeout
 from .call_options import check_callbacks, on_done
 from .pool import WorkerPool
@@ -45,18 +45,8 @@ class Pool:
             if not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0:
                 raise ValueError("maxtasksperchild must be a positive int or None")
             pool_options["max_tasks_per_worker"] = maxtasksperchild
-        if initializer is not None:
-            if not callable(initializer):
-                raise TypeError("initializer must be a callable")
-            if "worker_init" in pool_options:
-                raise ValueError("give initializer= or worker_init=, not both")
-            pool_options["worker_init"] = Initializer(initializer, tuple(initargs))
-        if context is not None:
-            method = context.get_start_method()
-            given = pool_options.setdefault("start_method", method)
-            if given != method:
-                raise ValueError(f"context starts workers by {method!r} but start_method="
-                                 f"{given!r} was given: give one of them")
+        stdlib_start_options(pool_options, context, "context", initializer, initargs,
+                             Initializer)
         pool_options.setdefault("keep_alive", True)
         self._pool = WorkerPool(processes, **pool_options)
         self._processes = processes
