@@ -25,7 +25,7 @@ from pandas.core.groupby import DataFrameGroupBy
 
 from ..errors import StoppedError
 from ..pool import WorkerPool
-from .views import show
+from .views import borrowed_pool, show
 
 NAME = "nbpar"
 CHUNKS_PER_WORKER = 8  # enough chunks for a live bar and a prompt STOP, few enough to be cheap
@@ -118,31 +118,28 @@ class _Runner:
         """`pool.map(task, pieces)` (or the continuation of `report`); a STOP is re-raised
         naming the rows (or columns: `unit`, counted by `size(piece)`) done and how to
         continue (`again`)."""
-        own = self.pool is None
-        pool = WorkerPool(self.n_jobs, **self.pool_options) if own else self.pool
-        view = None
-        try:
-            if self.progress_bar:
-                total = report.total if report is not None else len(pieces)
-                view = show(pool, total, report.done if report is not None else 0,
-                            unit="chunk")
-            if report is not None:
-                return pool.map(task, report=report)
-            return pool.map(task, pieces, chunk_size=1)
-        except StoppedError as err:
-            stopped = err.report
-            done = sum(size(piece) for piece in stopped.results.values())
-            total = done + sum(size(piece) for piece in stopped.pending)
-            raise StoppedError(
-                f"the {what} was stopped after {done} of {total} {unit} "
-                f"({stopped.done} of {stopped.total} chunks); continue it with {again}",
-                stopped) from None
-        finally:
-            if view is not None:
-                view.close()
-            if own:
-                pool.close()
-                pool.join()
+        with borrowed_pool(self.pool,
+                           lambda: WorkerPool(self.n_jobs, **self.pool_options)) as pool:
+            view = None
+            try:
+                if self.progress_bar:
+                    total = report.total if report is not None else len(pieces)
+                    view = show(pool, total, report.done if report is not None else 0,
+                                unit="chunk")
+                if report is not None:
+                    return pool.map(task, report=report)
+                return pool.map(task, pieces, chunk_size=1)
+            except StoppedError as err:
+                stopped = err.report
+                done = sum(size(piece) for piece in stopped.results.values())
+                total = done + sum(size(piece) for piece in stopped.pending)
+                raise StoppedError(
+                    f"the {what} was stopped after {done} of {total} {unit} "
+                    f"({stopped.done} of {stopped.total} chunks); continue it with {again}",
+                    stopped) from None
+            finally:
+                if view is not None:
+                    view.close()
 
 
 def _axis_number(axis) -> int:

@@ -18,7 +18,7 @@ import os
 
 from ..errors import StoppedError
 from ..pool import WorkerPool
-from .views import show
+from .views import borrowed_pool, show
 
 _NOT_FOR_TQDM = ("lock_name", "tqdm_class")  # tqdm's own plumbing: nbpar draws its own bar
 
@@ -65,30 +65,25 @@ def _map(fn, iterables, max_workers, chunksize, pool, report, tqdm_kwargs, name,
         max_workers = min(32, cpus + 4) if method == "threading" else cpus
         if items is not None:  # no more workers than items: the results are the same
             max_workers = max(1, min(max_workers, len(items)))
-    own = pool is None
-    if own:
-        pool = WorkerPool(max_workers, **options)
-    view = None
-    try:
-        total = report.total if report is not None else len(items)
-        tqdm_kwargs.setdefault("total", total)
-        view = None if disable else _view(pool, report, tqdm_kwargs)
-        chunk_size = chunksize if chunksize > 1 else None
+    with borrowed_pool(pool, lambda: WorkerPool(max_workers, **options)) as pool:
+        view = None
         try:
-            if report is not None:
-                return pool.starmap(fn, report=report, chunk_size=chunk_size)
-            return pool.starmap(fn, items, chunk_size=chunk_size)
-        except StoppedError as err:
-            r = err.report
-            raise StoppedError(f"{name} was stopped after {r.done} of {r.total} items; "
-                               f"continue it with nbpar.{name}(fn, report=err.report)",
-                               r) from None
-    finally:
-        if view is not None:
-            view.close()
-        if own:
-            pool.close()
-            pool.join()
+            total = report.total if report is not None else len(items)
+            tqdm_kwargs.setdefault("total", total)
+            view = None if disable else _view(pool, report, tqdm_kwargs)
+            chunk_size = chunksize if chunksize > 1 else None
+            try:
+                if report is not None:
+                    return pool.starmap(fn, report=report, chunk_size=chunk_size)
+                return pool.starmap(fn, items, chunk_size=chunk_size)
+            except StoppedError as err:
+                r = err.report
+                raise StoppedError(f"{name} was stopped after {r.done} of {r.total} items; "
+                                   f"continue it with nbpar.{name}(fn, report=err.report)",
+                                   r) from None
+        finally:
+            if view is not None:
+                view.close()
 
 
 def _view(pool, report, tqdm_kwargs):

@@ -4,6 +4,8 @@ JoblibRun): `report()`, `send()`, `n_jobs`, `start_method`, `on_output`."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 
 def show(target, total=None, initial=0, **tqdm_options):
     """A view following `target` until its `close()`."""
@@ -13,3 +15,18 @@ def show(target, total=None, initial=0, **tqdm_options):
         return PoolWidget.for_map(target, live=False)
     from ..ui.progress import ProgressBar
     return ProgressBar(target, total, initial=initial, **tqdm_options)
+
+
+@contextmanager
+def borrowed_pool(pool, make):
+    """The caller's pool as it is, or one made by `make()` for this call and closed (its
+    workers joined) when the call ends."""
+    if pool is not None:
+        yield pool
+        return
+    own = make()
+    try:
+        yield own
+    finally:
+        own.close()
+        own.join()
