@@ -125,8 +125,9 @@ class Boss:
     def start(self):
         self.thread.start()
 
-    def send(self, signal: Signal):
-        self.control.send(signal)
+    def send(self, signal: Signal, for_job: int | None = None):
+        self.control.send(signal if for_job is None else st.SignalReceived(signal,
+                                                                           for_job=for_job))
 
     def submit(self, job: st.Job):
         with self._gate:  # never hand a map to a Boss that has stopped reading
@@ -197,9 +198,10 @@ class Boss:
             self._forget(obj)
 
     def _on_control(self, msg):
-        if isinstance(msg, Signal):
+        if isinstance(msg, (Signal, st.SignalReceived)):
             if self.state.listening:
-                self._handle(st.SignalReceived(msg))
+                self._handle(msg if isinstance(msg, st.SignalReceived)
+                             else st.SignalReceived(msg))
             return
         kind = msg[0]
         if kind == "job":

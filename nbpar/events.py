@@ -147,6 +147,7 @@ class WorkerExited:
 class SignalReceived:
     signal: Signal
     reply: Any = None
+    for_job: int | None = None  # the map a click was made for: dropped once that map ended
 
 
 @dataclass(slots=True)

@@ -212,18 +212,23 @@ class WorkerPool(AsyncMaps):
     def stop(self, now=False):
         self._signal(Signal.STOP_RIGHTNOW if now else Signal.STOP)
 
-    def send(self, signal: Signal):
-        """Send any Signal on the Boss's control pipe."""
+    def send(self, signal: Signal, for_map: int | None = None):
+        """Send any Signal on the Boss's control pipe.
+
+        `for_map`: the `job_id` of the map (from its Report) the signal is meant for. The Boss
+        drops it if that map has ended by the time it arrives, so a late click never acts
+        on the next map; and a HALT made for a map ends with that map.
+        """
         if not isinstance(signal, Signal):
             raise TypeError(f"expected an nbpar.Signal, got {describe(signal)}")
         if signal is Signal.SEND_REPORT:
             return self.report()
-        self._signal(signal)
+        self._signal(signal, for_map)
 
-    def _signal(self, signal: Signal):
+    def _signal(self, signal: Signal, for_map: int | None = None):
         """The one way out for signals from the caller's side (see signal_observers)."""
         after = _notify(signal_observers, self, signal)
-        self._boss.send(signal)
+        self._boss.send(signal, for_map)
         for action in after:
             try:
                 action()

@@ -150,6 +150,7 @@ class Report:
     job_id: int | None = None
     _view: Any = field(default=None, repr=False, compare=False)
     retried: tuple = ()  # TaskErrors of the failed attempts that were run again (retries=N)
+    halted: bool = False  # the pool holds new work (HALT): a map started now waits for RESUME
 
     @property
     def attempts(self) -> dict:
@@ -190,6 +191,8 @@ class Report:
         total = "?" if self.total is None else self.total
         lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
                  f"{self.elapsed:.2f} s"]
+        if self.halted and self.status != "halted":
+            lines[0] += " (the pool is halted: the next map waits for RESUME)"
         for w in self.workers:
             recycled = f", recycled {w.recycled}x for memory" if w.recycled else ""
             lines.append(f"  worker {w.id} pid {w.pid} {w.state}{recycled}: {w.tasks_done} tasks, "

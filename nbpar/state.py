@@ -230,6 +230,8 @@ class BossState:
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
         self.halted = False
+        self.halt_scope: int | None = None  # the map a HALT was made for (None: the pool's)
+        self.dropped_signals = 0  # signals made for a map that had ended when they came
         self.ending = False
         self.listening = True
         self.shut_down = False
@@ -422,15 +424,22 @@ class BossState:
 
     def _on_SignalReceived(self, ev, now, out):
         sig = ev.signal
+        if ev.for_job is not None and self.jobs.get(ev.for_job) is None:
+            self.dropped_signals += 1  # a late click: its map ended, the next is not its own
+            return
         self._check_all = True
         if sig is Signal.HALT:
+            if not self.halted or self.halt_scope is not None:
+                self.halt_scope = ev.for_job
             self.halted = True
         elif sig is Signal.RESUME:
             self.halted = False
+            self.halt_scope = None
         elif sig is Signal.SEND_REPORT:
             out.append(Reply(ev.reply, self.report(None, now)))
         elif sig in (Signal.STOP, Signal.STOP_RIGHTNOW):
             self.halted = False  # nothing of these maps starts again; the next map may run
+            self.halt_scope = None
             for job in self.jobs:
                 job.stopping = job.stopping or "stop"
             if sig is Signal.STOP_RIGHTNOW:
@@ -779,6 +788,8 @@ class BossState:
                 job.error, job.stopping = job.input_error, "failed"
             self.jobs.remove(job)
             job.finished_at = now
+            if self.halted and self.halt_scope == job.id:
+                self.halted, self.halt_scope = False, None  # that map's HALT ends with it
             job.status = ("failed" if job.stopping == "failed" else
                           "stopped" if job.stopping else "finished")
             if job.chunker.per_item is not None:
@@ -862,7 +873,7 @@ class BossState:
         workers = tuple(self._worker_info(s, positions) for s in self.slots)
         exits = tuple(self.exit_results)
         if job is None:
-            return Report("idle", 0, 0, 0, 0.0, workers, (), exits)
+            return Report("idle", 0, 0, 0, 0.0, workers, (), exits, halted=self.halted)
         if job.active:
             status = "halted" if self.halted else "running"
         else:
@@ -871,7 +882,7 @@ class BossState:
         elapsed = end - job.started_at if job.started_at is not None else 0.0
         return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
                       tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()),
-                      tuple(job.retried))
+                      tuple(job.retried), halted=self.halted)
 
     def _worker_info(self, slot, positions) -> WorkerInfo:
         item = index = None

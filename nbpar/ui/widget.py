@@ -25,7 +25,9 @@ from collections import deque
 import ipywidgets as w
 
 from ..errors import describe
+from ..pool import WorkerPool
 from ..signals import Signal
+from .live import route as route_to_subshell
 
 REFRESH_INTERVAL = 0.1  # s: ~10 Hz, far below JupyterLab's IOPub rate limit (~1000 msg/s)
 IDLE_INTERVAL = 1.0  # s: a pool shown by its rich display, while no map runs
@@ -51,6 +53,7 @@ BUTTONS = (  # label, signal, icon, style, tooltip
     ("STOP NOW", Signal.STOP_RIGHTNOW, "times", "danger",
      "kill running tasks now; what they ran counts as pending"),
 )
+LABELS = {signal: label for label, signal, *_ in BUTTONS}
 
 
 class PoolWidget:
@@ -71,9 +74,6 @@ class PoolWidget:
         self._lock = threading.Lock()  # one refresh at a time (the thread, or a caller)
         self._wake = threading.Event()
         self._closed = threading.Event()
-        self._note = "" if live else (
-            "this cell blocks the kernel, so the buttons act once it ends; run %parallel_map "
-            "at the top level of a cell, or await pool.map_async(...), for live buttons")
         self._incoming: deque = deque()  # (stream, text) appended by the Boss thread
         self._lines: deque = deque(maxlen=max_lines)
         self._lines_total = 0
@@ -82,6 +82,9 @@ class PoolWidget:
         self._previous_sink = None
         self.last_report = None
         self._build()
+        self._note = "" if (live or self.live) else (
+            "this kernel handles clicks only between cells, so the buttons act once this cell "
+            "ends (ipykernel 7.4 or newer acts at once)")
         self.refresh()  # drawn before the map starts, so the map never waits for the first draw
         self._thread = threading.Thread(target=self._follow, name="nbpar-widget", daemon=True)
         self._thread.start()
@@ -109,6 +112,7 @@ class PoolWidget:
                               layout=w.Layout(width="auto"))
             button.on_click(lambda _b, s=signal: self.send(s))
             self.buttons[label] = button
+        self.live = all([route_to_subshell(b) for b in self.buttons.values()])
         self.message = w.HTML()
         self.table = w.HTML()
         self.errors = w.HTML(layout=w.Layout(display="none"))
@@ -126,15 +130,30 @@ class PoolWidget:
 
     # -- the caller's side
     def send(self, signal: Signal):
-        """What a button does: send `signal` on the control pipe; a failure is shown."""
+        """What a button does: send `signal` for the map on show; a failure is shown.
+
+        The click is tagged with that map, so it never acts on another: if the map has
+        ended before the kernel got to the click, the Boss drops it and the note says so.
+        """
         pool = self._pool()
+        label = LABELS[signal]
+        shown = self.last_report
+        for_map = shown.job_id if shown is not None and shown.status in ACTIVE else None
         try:
             if pool is None:
                 raise RuntimeError("the pool is gone")
-            pool.send(signal)
-            self._note = f"{signal.name} sent"
+            if isinstance(pool, WorkerPool) and for_map is not None:
+                now = _snapshot(pool)
+                if now is None or now.job_id != for_map or now.status not in ACTIVE:
+                    self._note = f"{label} not applied: the map it was pressed for has ended"
+                    self._wake.set()
+                    return
+                pool.send(signal, for_map=for_map)
+            else:
+                pool.send(signal)
+            self._note = f"{label} pressed"
         except Exception as exc:  # noqa: BLE001 - a button must never break the widget
-            self._note = f"{signal.name} failed: {type(exc).__name__}: {exc}"
+            self._note = f"{label} failed: {type(exc).__name__}: {exc}"
         self._wake.set()
 
     def route_output(self):
@@ -202,15 +221,17 @@ class PoolWidget:
     def _draw(self, r, final):
         colour, bar_style = STYLES.get(r.status, STYLES["idle"])
         name = (r.func_name or "").removeprefix("__main__.")
+        held = (" · <b style='color:#b26a00'>pool halted</b>"
+                if r.halted and r.status not in ACTIVE else "")
         self.header.value = (f"<b>nbpar</b> · {html.escape(name or 'no map yet')} · "
-                             f"{self._title} · <b style='color:{colour}'>{r.status}</b>")
+                             f"{self._title} · <b style='color:{colour}'>{r.status}</b>{held}")
         total = r.total if r.total is not None else max(r.done, 1)
         self.bar.max = max(total, 1)
         self.bar.value = min(r.done, self.bar.max)
         self.bar.bar_style = bar_style
         self.progress.value = self._progress_text(r)
         for label, button in self.buttons.items():
-            button.disabled = final or not _enabled(label, r.status)
+            button.disabled = final or not _enabled(label, r)
         self.message.value = (f"<span style='color:#555'>{html.escape(self._note)}</span>"
                               if self._note else "")
         self.table.value = _workers_html(r.workers)
@@ -289,12 +310,12 @@ def _alive(pool) -> bool:
     return thread is not None and thread.is_alive()
 
 
-def _enabled(label, status) -> bool:
-    if status == "running":
+def _enabled(label, r) -> bool:
+    if r.status == "running":
         return label != "RESUME"
-    if status == "halted":
+    if r.status == "halted":
         return label != "HALT"
-    return False
+    return label == "RESUME" and r.halted  # between maps, a halted pool can be resumed
 
 
 def _duration(seconds) -> str:

@@ -56,7 +56,7 @@ def test_buttons_halt_resume_stop(pool, gate):
     view.refresh()
     assert button_states(view) == {"HALT": False, "RESUME": True, "STOP": True,
                                    "STOP NOW": True}
-    assert "halted" in view.header.value and "HALT sent" in view.message.value
+    assert "halted" in view.header.value and "HALT pressed" in view.message.value
 
     view.buttons["RESUME"].click()
     wait_for(lambda: pool.report().status == "running")
