@@ -226,6 +226,11 @@ class BossState:
         self._feeding: dict = {}
         self._touched: list = []
         self._check_all = False
+        # Nor does it walk every worker: `_open` holds the slots that may have room for a
+        # batch (pruned by _dispatch when full, not ready or being killed; a slot returns
+        # when a batch leaves its queue or its worker is ready), so a finished task costs a
+        # look at its own worker, not at all of them.
+        self._open: set = set()
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
@@ -302,6 +307,7 @@ class BossState:
         if slot.state == "starting":
             slot.state = "idle"
             slot.pid = ev.pid
+            self._open.add(slot.id)
 
     def _on_BatchStarted(self, ev, now, out):
         for batch in self.slots[ev.worker_id].queue:
@@ -490,6 +496,7 @@ class BossState:
             return slot, None
         batch.job.in_flight.pop(batch_id, None)
         self._touched.append(batch.job)
+        self._open.add(slot.id)
         if slot.queue:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
@@ -588,13 +595,28 @@ class BossState:
     def _dispatch(self, now, out):
         if self.halted or self.resharing or not self._feeding:
             return
-        n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
-        for slot in sorted(self.slots, key=lambda s: len(s.queue)):
-            while slot.state in ("idle", "busy") and slot.kill_reason is None:
-                if not self._give_batch(slot, now, n_ready, out):
+        slots = self.slots
+        for slot in sorted((slots[i] for i in sorted(self._open)), key=_queue_length):
+            while True:
+                if not self._has_room(slot):
+                    self._open.discard(slot.id)  # until a batch leaves it or it is ready
+                    break
+                if not self._give_batch(slot, now, out):
                     break
                 if not self._feeding:
                     return
+
+    def _has_room(self, slot) -> bool:
+        """Whether a slot may take a batch as far as the slot alone goes; what makes it
+        False changes only when a batch leaves the slot or its worker is replaced."""
+        queue = slot.queue
+        return (slot.state in ("idle", "busy") and slot.kill_reason is None
+                and not slot.over_memory and len(queue) < 2
+                # a task under a timeout starts when its worker is free
+                and not (queue and self.timeout_of(queue[-1].job) is not None))
+
+    def _n_ready(self) -> int:
+        return sum(1 for s in self.slots if s.state in ("idle", "busy"))
 
     def _feed_again(self, job):
         """A job given work back (a dead worker's batches) feeds again, in its place by
@@ -625,19 +647,15 @@ class BossState:
             for jid in dead:
                 del self._feeding[jid]
 
-    def _give_batch(self, slot, now, n_ready, out) -> bool:
+    def _give_batch(self, slot, now, out) -> bool:
         queued = bool(slot.queue)
-        if len(slot.queue) >= 2 or (queued and self.timeout_of(slot.queue[-1].job) is not None):
-            return False
-        if slot.over_memory:
-            return False
         candidates = self._candidates(slot, queued)
         try:
-            return self._give_from(candidates, slot, queued, now, n_ready, out)
+            return self._give_from(candidates, slot, queued, now, out)
         finally:
             candidates.close()  # drops what it passed over
 
-    def _give_from(self, candidates, slot, queued, now, n_ready, out) -> bool:
+    def _give_from(self, candidates, slot, queued, now, out) -> bool:
         running = None
         for job in candidates:
             timeout = self.timeout_of(job)
@@ -666,7 +684,8 @@ class BossState:
             remaining = None if job.total is None else (
                 job.total - job.read + sum(len(c[1]) for c in job.requeued))
             size = 1 if (timeout is not None or job.memory is not None
-                         or remaining == 1) else job.chunker.next_size(remaining, n_ready)
+                         or remaining == 1) else job.chunker.fixed or (  # (fixed: no count)
+                job.chunker.next_size(remaining, self._n_ready()))
             if queued and (job.memory is not None or not job.chunker.may_prefetch(size)):
                 return False  # (a queued task would start unchecked by a memory budget)
             if quota is not None:
@@ -889,6 +908,10 @@ class BossState:
 def _noted(exc, place):
     add_note(exc, f"nbpar: {place}")
     return exc
+
+
+def _queue_length(slot) -> int:
+    return len(slot.queue)
 
 
 def _compact(indices):
