@@ -14,6 +14,7 @@ failed; it then yields one `FinishJob`.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import signal as _signal
 from collections import OrderedDict, deque
@@ -190,6 +191,55 @@ class JobTable:
         return len(self._by_id)
 
 
+class Deadlines:
+    """The deadlines of the batches at the head of the workers' queues, nearest first: a
+    heap of (deadline, worker id, batch), each entry pushed when its batch becomes the head
+    of a queue or starts its clock. An entry goes stale when its batch leaves the head, its
+    clock changes or its worker is being killed; stale entries are dropped when they come
+    to the top, and all at once when they outnumber the live ones, so a finished task costs
+    a push, not a walk over every worker."""
+
+    __slots__ = ("_heap", "_order", "_state")
+
+    def __init__(self, state):
+        self._heap: list = []
+        self._order = itertools.count()  # ties never compare batches
+        self._state = state
+
+    def push(self, slot):
+        """The batch now at the head of `slot`'s queue has a deadline (or a new one)."""
+        deadline = self._state._deadline(slot.queue[0])
+        if deadline is None:
+            return
+        heap = self._heap
+        heapq.heappush(heap, (deadline, slot.id, next(self._order), slot.queue[0]))
+        if len(heap) > 2 * len(self._state.slots) + 64:
+            heap[:] = [e for e in heap if self._live(e)]
+            heapq.heapify(heap)
+
+    def _live(self, entry) -> bool:
+        deadline, wid, _, batch = entry
+        slot = self._state.slots[wid]
+        return (slot.kill_reason is None and bool(slot.queue) and slot.queue[0] is batch
+                and self._state._deadline(batch) == deadline)
+
+    def nearest(self) -> float | None:
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def overdue(self, now: float) -> list[int]:
+        """The workers whose head batch is past its deadline, by worker id (their entries
+        are taken: each is killed for it)."""
+        heap, found = self._heap, set()
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(entry):
+                found.add(entry[1])
+        return sorted(found)
+
+
 FUNCS_PER_WORKER = 64  # functions a worker keeps unpickled (the oldest are forgotten)
 HISTORY = 100  # finished maps' reports kept for schedulers
 LEARNED = 256  # functions whose measured time per item is remembered
@@ -231,6 +281,7 @@ class BossState:
         # when a batch leaves its queue or its worker is ready), so a finished task costs a
         # look at its own worker, not at all of them.
         self._open: set = set()
+        self.deadlines = Deadlines(self)
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
@@ -257,18 +308,11 @@ class BossState:
         """The task timeout a job's tasks run under: its own, else the pool's."""
         return job.task_timeout if job.task_timeout is not None else self.task_timeout
 
-    def _deadlines(self):
-        for s in self.slots:
-            if s.queue and s.kill_reason is None:
-                deadline = self._deadline(s.queue[0])
-                if deadline is not None:
-                    yield s.id, deadline
-
     def next_deadline(self) -> float | None:
-        return min((d for _, d in self._deadlines()), default=None)
+        return self.deadlines.nearest()
 
     def overdue(self, now: float) -> list[int]:
-        return [wid for wid, deadline in self._deadlines() if now >= deadline]
+        return self.deadlines.overdue(now)
 
     def _deadline(self, batch) -> float | None:
         timeout = self.timeout_of(batch.job)
@@ -310,9 +354,12 @@ class BossState:
             self._open.add(slot.id)
 
     def _on_BatchStarted(self, ev, now, out):
-        for batch in self.slots[ev.worker_id].queue:
+        slot = self.slots[ev.worker_id]
+        for batch in slot.queue:
             if batch.batch_id == ev.batch_id:
                 batch.started_at = now
+                if batch is slot.queue[0]:
+                    self.deadlines.push(slot)
                 return
 
     def _on_BatchDone(self, ev, now, out):
@@ -500,6 +547,7 @@ class BossState:
         if slot.queue:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
+            self.deadlines.push(slot)
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -702,6 +750,8 @@ class BossState:
                 batch.memory = max(job.memory(item) for item in batch.items)
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
+            if not queued:
+                self.deadlines.push(slot)
             slot.state = "busy"
             slot.lifespan = lifespan
             send_func = self._remember_func(slot, job.func_key, out)
