@@ -282,6 +282,10 @@ class BossState:
         # look at its own worker, not at all of them.
         self._open: set = set()
         self.deadlines = Deadlines(self)
+        # _manage_workers has nothing to do while every worker is up and none has a lifespan:
+        # both known without a walk over the workers at every event (see _settled)
+        self._all_up = False  # True: every slot idle or busy (reset when one may not be)
+        self._lifespan_given = False  # a map gave a worker a lifespan of its own
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
@@ -399,6 +403,7 @@ class BossState:
     def _on_WorkerDied(self, ev, now, out):
         slot = self.slots[ev.worker_id]
         reason, was = slot.kill_reason, slot.state
+        self._all_up = False
         batches = list(slot.queue)
         slot.queue.clear()
         slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
@@ -453,6 +458,7 @@ class BossState:
 
     def _on_StartFailed(self, ev, now, out):
         self.slots[ev.worker_id].state = "dead"
+        self._all_up = False
         self.init_broken = True
         for job in list(self.jobs):
             self._fail(job, ev.error)
@@ -754,6 +760,8 @@ class BossState:
                 self.deadlines.push(slot)
             slot.state = "busy"
             slot.lifespan = lifespan
+            if lifespan is not None:
+                self._lifespan_given = True
             send_func = self._remember_func(slot, job.func_key, out)
             out.append(Dispatch(slot.id, batch, send_func, queued))
             return True
@@ -881,13 +889,19 @@ class BossState:
                 f"items done{how}", report)
         return FinishJob(job, error, report)
 
+    def _settled(self) -> bool:
+        """Every worker up and none with a lifespan (the cheap checks first)."""
+        if not self._all_up:
+            self._all_up = all(s.state in ("idle", "busy") for s in self.slots)
+        return self._all_up and not (self._lifespan_given and any(
+            s.lifespan is not None for s in self.slots))
+
     def _manage_workers(self, now, out):
-        lifespans = self.max_tasks is not None or any(s.lifespan is not None for s in self.slots)
-        if not (self.held or self.resharing or self.ending or lifespans
+        if not (self.held or self.resharing or self.ending or self.max_tasks is not None
                 or self.max_memory is not None) and (
-                self.jobs or self.keep_alive) and all(
-                s.state in ("idle", "busy") for s in self.slots):
+                self.jobs or self.keep_alive) and self._settled():
             return  # every worker up and wanted: nothing to start or retire
+        self._all_up = False  # (a worker may be started or retired below)
         alive = any(s.alive for s in self.slots)
         retiring = any(s.state == "retiring" for s in self.slots)
         if not retiring and (self.jobs or not alive):  # the retirements held for are done
