@@ -214,14 +214,24 @@ class Boss:
             self._handle(st.Reshare(msg[1]))
 
     def _on_channel(self, wid):
+        """Every message the worker's pipe holds (a process pipe may bring several in one
+        read: the ones after the first will not wake the wait)."""
         handle = self.handles[wid]
-        try:
-            msg = handle.channel.recv()
-        except (EOFError, OSError):
-            self._forget(handle.channel)
-            if handle.sentinel is None:
-                self._on_gone(wid)
-            return
+        channel = handle.channel
+        more = getattr(channel, "has_message", None)
+        while True:
+            try:
+                msg = channel.recv()
+            except (EOFError, OSError):
+                self._forget(channel)
+                if handle.sentinel is None:
+                    self._on_gone(wid)
+                return
+            self._on_message(wid, handle, msg)
+            if more is None or not more() or self.handles.get(wid) is not handle:
+                return
+
+    def _on_message(self, wid, handle, msg):
         decode = handle.channel.decode
         kind = type(msg)
         if kind is m.Done:

@@ -8,6 +8,7 @@ fixed binary header before their body; the others are pickled (`to_wire` / `from
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -155,3 +156,89 @@ def from_wire(data: bytes):
         _, batch_id, elapsed = _DONE.unpack_from(data)
         return Done(batch_id, elapsed, memoryview(data)[_DONE.size:])
     return pickle.loads(data)
+
+
+# multiprocessing.connection.Connection's framing, so either end may be a Connection: a
+# signed 4-byte big-endian length, or -1 and an unsigned 8-byte one for 2 GiB and more
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+_READ_SIZE = 65536
+_JOINED_UP_TO = 16384  # a body up to this size is written with its length in one call
+
+
+class PipeEnd:
+    """One end of a worker's pipe, framed as multiprocessing's Connection frames it.
+
+    A read takes what the pipe holds, up to 64 KiB, so a message costs one system call, not
+    two (length, then body), and messages that arrived together are all taken at once:
+    `has_message()` says whether a whole one is waiting here already (the pipe's fd will
+    not wake a wait for it). A message, once begun, is read to its end.
+    """
+
+    __slots__ = ("fd", "_buf")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._buf = b""
+
+    def _header(self):
+        """(where the body starts, its size) once the buffer holds the length, else None."""
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        size = _LENGTH.unpack_from(buf)[0]
+        if size != -1:
+            return 4, size
+        return (12, _LONG_LENGTH.unpack_from(buf, 4)[0]) if len(buf) >= 12 else None
+
+    def has_message(self) -> bool:
+        head = self._header()
+        return head is not None and len(self._buf) >= head[0] + head[1]
+
+    def recv_bytes(self):
+        """The next message's bytes (a memoryview for one too large for a single read)."""
+        while True:
+            head = self._header()
+            if head is not None:
+                start, size = head
+                end = start + size
+                if len(self._buf) >= end:
+                    data, self._buf = self._buf[start:end], self._buf[end:]
+                    return data
+                if end - len(self._buf) > _READ_SIZE:
+                    return self._read_large(start, end)
+            data = os.read(self.fd, _READ_SIZE)
+            if not data:
+                raise EOFError
+            self._buf = self._buf + data if self._buf else data
+
+    def _read_large(self, start, end):
+        """The rest of a large message, read straight into one buffer (no re-joining)."""
+        whole = bytearray(end)
+        pos = len(self._buf)
+        whole[:pos] = self._buf
+        self._buf = b""
+        view = memoryview(whole)
+        while pos < end:
+            n = os.readv(self.fd, [view[pos:]])
+            if n == 0:
+                raise EOFError
+            pos += n
+        return view[start:]
+
+    def send_bytes(self, data: bytes):
+        size = len(data)
+        header = _LENGTH.pack(size) if size <= 0x7FFFFFFF else (
+            _LENGTH.pack(-1) + _LONG_LENGTH.pack(size))
+        if size <= _JOINED_UP_TO:
+            self._write(header + data)
+        else:
+            self._write(header)
+            self._write(data)
+
+    def _write(self, data):
+        n = os.write(self.fd, data)
+        if n < len(data):
+            view = memoryview(data)
+            while n < len(view):
+                n += os.write(self.fd, view[n:])

@@ -59,16 +59,17 @@ class PipeChannel:
     Sends are locked: a task's own threads may log while the worker sends a result."""
 
     def __init__(self, conn):
-        self.conn = conn
+        self.conn = conn  # owns the fd; read and written through PipeEnd (one call each)
+        self.end = m.PipeEnd(conn.fileno())
         self.lock = threading.Lock()
 
     def recv(self):
-        return m.from_wire(self.conn.recv_bytes())
+        return m.from_wire(self.end.recv_bytes())
 
     def send(self, msg):
         data = m.to_wire(msg)
         with self.lock:
-            self.conn.send_bytes(data)
+            self.end.send_bytes(data)
 
     encode = staticmethod(dumps)
     decode = staticmethod(pickle.loads)

@@ -78,3 +78,52 @@ def test_a_module_registered_by_value_goes_by_value(tmp_path, monkeypatch):
         del sys.modules["nbpar_byvalue_probe"]
     sys.path.remove(str(tmp_path))  # the module can no longer be imported: by value or fail
     assert pickle.loads(data)(21) == 42
+
+
+def _pipe_pair():
+    from multiprocessing.connection import Pipe
+    a, b = Pipe(duplex=True)
+    return a, b
+
+
+def test_a_pipe_end_reads_every_message_that_arrived_in_one_read():
+    ours, theirs = _pipe_pair()
+    end = m.PipeEnd(ours.fileno())
+    for k in range(3):
+        theirs.send_bytes(m.to_wire(m.Done(k, 0.5, pickle.dumps([k]))))
+    assert not end.has_message()  # nothing read yet
+    first = m.from_wire(end.recv_bytes())
+    assert first.batch_id == 0 and end.has_message()  # the other two came with it
+    assert [m.from_wire(end.recv_bytes()).batch_id for _ in range(2)] == [1, 2]
+    assert not end.has_message()
+    ours.close(), theirs.close()
+
+
+def test_a_pipe_end_speaks_connection_framing_both_ways_large_and_small():
+    import threading
+    ours, theirs = _pipe_pair()
+    end = m.PipeEnd(ours.fileno())
+    large = bytes(range(256)) * 4000  # ~1 MB: many reads, and more than the pipe holds
+    writer = threading.Thread(target=lambda: [theirs.send_bytes(b) for b in (b"x", large, b"")])
+    writer.start()
+    assert [bytes(end.recv_bytes()) for _ in range(3)] == [b"x", large, b""]
+    writer.join()
+    reader = threading.Thread(target=lambda: got.extend(theirs.recv_bytes() for _ in range(2)))
+    got: list = []
+    reader.start()
+    end.send_bytes(b"hello")
+    end.send_bytes(large)
+    reader.join()
+    assert got == [b"hello", large]
+    ours.close(), theirs.close()
+
+
+def test_a_pipe_end_raises_eof_when_the_other_end_closes_mid_message():
+    import os
+    r, w = os.pipe()
+    end = m.PipeEnd(r)
+    os.write(w, b"\x00\x00\x00\x10abc")  # 16 bytes announced, 3 sent
+    os.close(w)
+    with pytest.raises(EOFError):
+        end.recv_bytes()
+    os.close(r)
