@@ -1,9 +1,11 @@
-"""The small frozen messages that cross between the Boss and its workers.
+"""The small messages that cross between the Boss and its workers.
 
 Bodies (items, results, functions) travel as nested pickled bytes, so a header always
 decodes even when a body does not: a bad item or result is then named, never a hang.
 On a process pipe, the two messages every task costs (Batch out, Done back) travel as a
 fixed binary header before their body; the others are pickled (`to_wire` / `from_wire`).
+Nobody changes a message once it is made; the ones made for every task (Batch, Started,
+Done) are unfrozen all the same, since a frozen dataclass costs four times as much to build.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Func(_Flat):
     body: object  # pickled function (processes) or the function itself (threads)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Batch(_Flat):
     batch_id: int
     func_key: int
@@ -68,7 +70,7 @@ class Ready:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Started:
     """Sent under task_timeout when a batch's first task starts (its set-up is over)."""
 
@@ -80,7 +82,7 @@ class InitFailed:
     error: ErrorPayload
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done(_Flat):
     batch_id: int
     elapsed: float
