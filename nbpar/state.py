@@ -233,6 +233,8 @@ class Deadlines:
         """The workers whose head batch is past its deadline, by worker id (their entries
         are taken: each is killed for it)."""
         heap, found = self._heap, set()
+        if not heap or heap[0][0] > now:
+            return []
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
             if self._live(entry):
@@ -304,7 +306,11 @@ class BossState:
     # -- entry point
     def handle(self, event, now: float) -> list:
         out: list = []
-        getattr(self, "_on_" + type(event).__name__)(event, now, out)
+        kind = type(event)
+        on = _HANDLERS.get(kind)
+        if on is None:
+            on = _HANDLERS[kind] = getattr(BossState, "_on_" + kind.__name__)
+        on(self, event, now, out)
         self._advance(now, out)
         return out
 
@@ -649,8 +655,12 @@ class BossState:
     def _dispatch(self, now, out):
         if self.halted or self.resharing or not self._feeding:
             return
-        slots = self.slots
-        for slot in sorted((slots[i] for i in sorted(self._open)), key=_queue_length):
+        slots, open_ids = self.slots, self._open
+        if len(open_ids) == 1:  # the usual case under load: the worker that just finished
+            order = [slots[next(iter(open_ids))]]
+        else:
+            order = sorted((slots[i] for i in sorted(open_ids)), key=_queue_length)
+        for slot in order:
             while True:
                 if not self._has_room(slot):
                     self._open.discard(slot.id)  # until a batch leaves it or it is ready
@@ -735,8 +745,8 @@ class BossState:
                 room = job.max_ahead - (job.ledger.done - job.consumed + job.in_flight_items())
                 if room <= 0:
                     continue
-            remaining = None if job.total is None else (
-                job.total - job.read + sum(len(c[1]) for c in job.requeued))
+            remaining = None if job.total is None else job.total - job.read + (
+                sum(len(c[1]) for c in job.requeued) if job.requeued else 0)
             size = 1 if (timeout is not None or job.memory is not None
                          or remaining == 1) else job.chunker.fixed or (  # (fixed: no count)
                 job.chunker.next_size(remaining, self._n_ready()))
@@ -972,6 +982,9 @@ class BossState:
 def _noted(exc, place):
     add_note(exc, f"nbpar: {place}")
     return exc
+
+
+_HANDLERS: dict = {}  # event type -> BossState._on_<its name>
 
 
 def _queue_length(slot) -> int:
