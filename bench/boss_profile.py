@@ -4,7 +4,7 @@
     python -m bench.boss_profile -n 64 --cpu-only # CPU per task only (no profiler overhead)
 
 Prints the Boss thread's CPU time per task (read from the kernel's per-thread counters, so
-the caller's and the workers' time is left out) and, under cProfile, the function calls per
+the caller's and the workers' time is left out), the workers' CPU time per task, and, under cProfile, the function calls per
 task and the functions that take the most of its time. The profile covers the thread's
 whole life: its workers' start and retirement and a warm-up map of 2 items per worker,
 small next to the measured map.
@@ -32,6 +32,17 @@ def _thread_cpu(native_id) -> float:
         if t.id == native_id:
             return t.user_time + t.system_time
     raise LookupError(f"no thread {native_id}")
+
+
+def _workers_cpu() -> float:
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def main(argv=None):
@@ -63,16 +74,17 @@ def main(argv=None):
     try:
         pool.map(tasks.pause, list(range(2 * args.workers)), chunk_size=1)
         boss = pool._boss.thread.native_id
-        cpu, start = _thread_cpu(boss), time.perf_counter()
+        cpu, workers, start = _thread_cpu(boss), _workers_cpu(), time.perf_counter()
         out = pool.map(tasks.trivial, items, chunk_size=args.chunk_size)
         wall, cpu = time.perf_counter() - start, _thread_cpu(boss) - cpu
+        workers = _workers_cpu() - workers
         assert out == items
     finally:
         pool.close()
         pool.join()
     print(f"{args.workers} workers, {args.items:,} no-op items, chunk_size={args.chunk_size}: "
           f"{args.items / wall:,.0f} tasks/s; Boss thread CPU {cpu / args.items * 1e6:.1f} µs "
-          f"per task ({cpu / wall:.0%} of the wall time)"
+          f"per task ({cpu / wall:.0%} of the wall time), workers {workers / args.items * 1e6:.1f} µs"
           + (" under cProfile" if profiles else ""))
     if profiles:
         stats = pstats.Stats(profiles[0], stream=sys.stdout)
