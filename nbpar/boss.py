@@ -109,6 +109,10 @@ class Boss:
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
+        # Messages to workers wait here until what woke the Boss is handled, then each
+        # worker's go in one write: the two results a worker sends back to back bring it two
+        # batches, and those cost one system call and one wake-up of the worker, not two.
+        self._outbox: dict = {}  # WorkerHandle -> [messages], in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
             getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
         self._fatal: BaseException | None = None
@@ -166,10 +170,13 @@ class Boss:
                 ready = self._selector.select(timeout)
                 if not ready:
                     self._handle(st.Tick())
+                    self._post()
                 self._ready = {key.fileobj for key, _ in ready}
                 for key, _ in ready:
                     if self._current(key):
                         self._on_ready(key.fileobj)
+                        if self._outbox:
+                            self._post()  # each worker's work goes out as soon as it is made
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             self._fatal = exc
             self._abort(exc)
@@ -428,8 +435,8 @@ class Boss:
         ch = handle.channel
         try:
             if instr.send_func and job.func_key not in handle.inherited:
-                ch.send(m.Func(job.func_key,
-                               job.handle.func_body(handle.encode_func or ch.encode)))
+                self._send(wid, m.Func(job.func_key,
+                                       job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.DispatchFailed(wid, batch.batch_id,
@@ -450,10 +457,30 @@ class Boss:
         handle = self.handles.get(wid)
         if handle is None:
             return
-        try:
-            handle.channel.send(msg)
-        except (OSError, ValueError):
-            pass  # the worker is gone: its sentinel tells the rest
+        box = self._outbox.get(handle)
+        if box is None:
+            self._outbox[handle] = [msg]
+        else:
+            box.append(msg)
+
+    def _post(self):
+        """Send what the outbox holds, each worker's messages in order and, where its
+        channel can, in one write; a worker gone (or replaced) since gets nothing."""
+        outbox, self._outbox = self._outbox, {}
+        for handle, msgs in outbox.items():
+            if self.handles.get(handle.worker_id) is not handle:
+                continue
+            channel = handle.channel
+            try:
+                if len(msgs) == 1:
+                    channel.send(msgs[0])
+                elif hasattr(channel, "send_all"):
+                    channel.send_all(msgs)
+                else:
+                    for msg in msgs:
+                        channel.send(msg)
+            except (OSError, ValueError):
+                pass  # the worker is gone: its sentinel tells the rest
 
     # -- the end
     def _abort(self, exc):

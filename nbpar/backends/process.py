@@ -39,6 +39,9 @@ class MessagePipe:
     def send(self, msg):
         self.end.send_bytes(to_wire(msg))
 
+    def send_all(self, msgs):
+        self.end.send_many([to_wire(msg) for msg in msgs])
+
     def recv(self):
         return from_wire(self.end.recv_bytes())
 

@@ -127,3 +127,18 @@ def test_a_pipe_end_raises_eof_when_the_other_end_closes_mid_message():
     with pytest.raises(EOFError):
         end.recv_bytes()
     os.close(r)
+
+
+def test_messages_sent_together_arrive_as_they_were_sent_one_by_one():
+    import threading
+    ours, theirs = _pipe_pair()
+    end = m.PipeEnd(ours.fileno())
+    large = b"L" * 100_000  # written on its own, between joined small ones
+    sent = [b"a", b"", large, b"bb", m.to_wire(m.Batch(3, 1, False, b"items"))]
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(theirs.recv_bytes() for _ in sent))
+    reader.start()
+    end.send_many(sent)
+    reader.join()
+    assert got == sent
+    ours.close(), theirs.close()
