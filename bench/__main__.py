@@ -106,6 +106,8 @@ def write_markdown(results, args):
              "```bash", ".venv/bin/python -m bench                      # everything, ~3 min",
              ".venv/bin/python -m bench -w tiny,cpu -r 7     # a subset",
              ".venv/bin/python -m bench --out docs/performance.md --png docs/performance.png",
+             ".venv/bin/python -m bench -w boss-16,boss-32,boss-64 -r 5   # many workers",
+             ".venv/bin/python -m bench.boss_profile -n 32   # the Boss thread's cost per task",
              "```", "",
              f"Measured with `python -m bench -r {args.repeat} -n {args.workers}` on {machine()}, "
              f"{time.strftime('%Y-%m-%d')}.", "",
