@@ -2,8 +2,9 @@
 
 Bodies (items, results, functions) travel as nested pickled bytes, so a header always
 decodes even when a body does not: a bad item or result is then named, never a hang.
-On a process pipe, the two messages every task costs (Batch out, Done back) travel as a
-fixed binary header before their body; the others are pickled (`to_wire` / `from_wire`).
+On a process pipe, the messages every task costs (Batch out, Done back, and Started under
+a task timeout) travel as a fixed binary header (and body); the others are pickled
+(`to_wire` / `from_wire`).
 Nobody changes a message once it is made; the ones made for every task (Batch, Started,
 Done) are unfrozen all the same, since a frozen dataclass costs four times as much to build.
 """
@@ -135,16 +136,19 @@ class WorkerSetup:
 
 _BATCH = struct.Struct("<cqq?")  # b"B", batch_id, func_key, star; then the body
 _DONE = struct.Struct("<cqd")  # b"D", batch_id, elapsed; then the body
+_STARTED = struct.Struct("<cq")  # b"S", batch_id
 
 
 def to_wire(msg) -> bytes:
-    """The bytes of one pipe message. A pickle starts with b"\\x80", never with b"B" or
-    b"D", so the header needs no pickling and the body no second pass through pickle."""
+    """The bytes of one pipe message. A pickle starts with b"\\x80", never with b"B", b"D"
+    or b"S", so the header needs no pickling and the body no second pass through pickle."""
     kind = type(msg)
     if kind is Batch and type(msg.body) is bytes:
         return _BATCH.pack(b"B", msg.batch_id, msg.func_key, msg.star) + msg.body
     if kind is Done and type(msg.body) is bytes:
         return _DONE.pack(b"D", msg.batch_id, msg.elapsed) + msg.body
+    if kind is Started:
+        return _STARTED.pack(b"S", msg.batch_id)
     return pickle.dumps(msg, protocol=5)
 
 
@@ -157,6 +161,8 @@ def from_wire(data: bytes):
     if tag == b"D":
         _, batch_id, elapsed = _DONE.unpack_from(data)
         return Done(batch_id, elapsed, memoryview(data)[_DONE.size:])
+    if tag == b"S":
+        return Started(_STARTED.unpack_from(data)[1])
     return pickle.loads(data)
 
 
