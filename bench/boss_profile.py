@@ -51,6 +51,8 @@ def main(argv=None):
     parser.add_argument("-n", "--workers", type=int, default=32)
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--chunk-size", type=int, default=1)
+    parser.add_argument("--task-timeout", type=float, default=None,
+                        help="the pool's task_timeout (its tasks then run one at a time)")
     parser.add_argument("--top", type=int, default=30, help="functions listed")
     parser.add_argument("--cpu-only", action="store_true", help="no profiler")
     args = parser.parse_args(argv)
@@ -70,7 +72,7 @@ def main(argv=None):
         Boss._run = profiled
 
     items = list(range(args.items))
-    pool = WorkerPool(args.workers, keep_alive=True)
+    pool = WorkerPool(args.workers, keep_alive=True, task_timeout=args.task_timeout)
     try:
         pool.map(tasks.pause, list(range(2 * args.workers)), chunk_size=1)
         boss = pool._boss.thread.native_id
@@ -82,8 +84,9 @@ def main(argv=None):
     finally:
         pool.close()
         pool.join()
-    print(f"{args.workers} workers, {args.items:,} no-op items, chunk_size={args.chunk_size}: "
-          f"{args.items / wall:,.0f} tasks/s; Boss thread CPU {cpu / args.items * 1e6:.1f} µs "
+    print(f"{args.workers} workers, {args.items:,} no-op items, chunk_size={args.chunk_size}"
+          + (f", task_timeout={args.task_timeout}" if args.task_timeout else "") +
+          f": {args.items / wall:,.0f} tasks/s; Boss thread CPU {cpu / args.items * 1e6:.1f} µs "
           f"per task ({cpu / wall:.0%} of the wall time), workers {workers / args.items * 1e6:.1f} µs"
           + (" under cProfile" if profiles else ""))
     if profiles:
