@@ -108,6 +108,7 @@ class Boss:
         self._exit_hooked: dict = {}  # worker id -> whether its setup had a worker_exit
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
+        self._outputs_ready = False  # any worker's stdout or stderr among them
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
         # Messages to workers wait here until what woke the Boss is handled, then each
         # worker's go in one write: the two results a worker sends back to back bring it two
@@ -172,6 +173,7 @@ class Boss:
                     self._handle(st.Tick())
                     self._post()
                 self._ready = {key.fileobj for key, _ in ready}
+                self._outputs_ready = any(key.data[0] == "output" for key, _ in ready)
                 for key, _ in ready:
                     if self._current(key):
                         self._on_ready(key.fileobj)
@@ -355,6 +357,8 @@ class Boss:
         """Read what a worker printed before the message being handled. Its prints were
         written before that message, so their pipes are among the same wait's ready keys:
         only those are read (a read of an empty pipe is a system call for nothing)."""
+        if not (final or self._outputs_ready):
+            return  # (the usual case: nothing printed)
         handle = handle or self.handles.get(wid)
         if handle is None:
             return
@@ -378,9 +382,10 @@ class Boss:
                 self._execute(instr)
         # Wake the callers last: a woken caller needs the GIL, which it gets as soon as this
         # thread goes back to its wait -- not after the rest of the bookkeeping.
-        wakes, self._wakes = self._wakes, []
-        for wake in wakes:
-            wake()
+        if self._wakes:
+            wakes, self._wakes = self._wakes, []
+            for wake in wakes:
+                wake()
 
     def _execute(self, instr):
         kind = type(instr)

@@ -34,14 +34,24 @@ def dumps(obj) -> bytes:
     pickle, several times cheaper for the small bodies of single calls. Plain pickle refers
     to classes and functions by module and name, as cloudpickle does for importable modules,
     and a stream without b"__main__" refers to no __main__."""
-    import cloudpickle
     try:
         data = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
-    if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
+    if data is None or b"__main__" in data or _by_value_registry():
         return tracebacks.dumps_by_value(obj)
     return data
+
+
+_cloudpickle = None  # imported at the first body pickled, then kept at hand
+
+
+def _by_value_registry():
+    global _cloudpickle
+    if _cloudpickle is None:
+        import cloudpickle
+        _cloudpickle = cloudpickle
+    return _cloudpickle.list_registry_pickle_by_value()
 
 
 def first_unpicklable(values) -> tuple[int, str]:
