@@ -9,7 +9,8 @@ keeps one warm pool of n workers per system and times four maps on it, interleav
 - 10 ms tasks (`tasks.pause`, a sleep: it needs no core, so 64 workers are 64-fold
   parallel even on a small machine): parallel efficiency, n × 10 ms per n items ÷ the time;
 
-each with `chunk_size=1` and with the system's own choice of chunk size.
+each with `chunk_size=1` and with the system's own choice of chunk size. nbpar+task_timeout
+runs every task alone whatever the chunk size (a task timeout times each task on its own).
 """
 
 from __future__ import annotations

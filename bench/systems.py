@@ -225,6 +225,8 @@ SYSTEMS = {
     "nbpar-fork": lambda n: NbparSystem(n, "fork"),
     "nbpar-spawn": lambda n: NbparSystem(n, "spawn"),
     "nbpar+progress": lambda n: NbparSystem(n, progress_bar=True),
+    # a task timeout (one that never fires): every task runs alone, with its own clock
+    "nbpar+task_timeout": lambda n: NbparSystem(n, task_timeout=600),
     # BLAS threads uncapped: each worker may use every core (what an uncapped library does)
     "nbpar-no-cap": lambda n: NbparSystem(n, inner_threads=os.cpu_count() or 1),
     "mp.Pool-fork": lambda n: MpPoolSystem(n, "fork"),

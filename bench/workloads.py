@@ -346,5 +346,6 @@ def _scale(workers):
     return run
 
 
-WORKLOADS.update({f"boss-{k}": (_scale(k), ["nbpar", "mp.Pool-fork", "ProcessPoolExecutor"])
+WORKLOADS.update({f"boss-{k}": (_scale(k), ["nbpar", "nbpar+task_timeout", "mp.Pool-fork",
+                                           "ProcessPoolExecutor"])
                   for k in (16, 32, 64)})
