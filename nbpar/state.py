@@ -197,39 +197,40 @@ class Deadlines:
     of a queue or starts its clock. An entry goes stale when its batch leaves the head, its
     clock changes or its worker is being killed; stale entries are dropped when they come
     to the top, and all at once when they outnumber the live ones, so a finished task costs
-    a push, not a walk over every worker."""
+    a push, not a walk over every worker. (The state is passed in, not held: no cycle keeps
+    a closed pool's maps alive until a garbage collection.)"""
 
-    __slots__ = ("_heap", "_order", "_state")
+    __slots__ = ("_heap", "_order")
 
-    def __init__(self, state):
+    def __init__(self):
         self._heap: list = []
         self._order = itertools.count()  # ties never compare batches
-        self._state = state
 
-    def push(self, slot):
+    def push(self, state, slot):
         """The batch now at the head of `slot`'s queue has a deadline (or a new one)."""
-        deadline = self._state._deadline(slot.queue[0])
+        deadline = state._deadline(slot.queue[0])
         if deadline is None:
             return
         heap = self._heap
         heapq.heappush(heap, (deadline, slot.id, next(self._order), slot.queue[0]))
-        if len(heap) > 2 * len(self._state.slots) + 64:
-            heap[:] = [e for e in heap if self._live(e)]
+        if len(heap) > 2 * len(state.slots) + 64:
+            heap[:] = [e for e in heap if self._live(state, e)]
             heapq.heapify(heap)
 
-    def _live(self, entry) -> bool:
+    @staticmethod
+    def _live(state, entry) -> bool:
         deadline, wid, _, batch = entry
-        slot = self._state.slots[wid]
+        slot = state.slots[wid]
         return (slot.kill_reason is None and bool(slot.queue) and slot.queue[0] is batch
-                and self._state._deadline(batch) == deadline)
+                and state._deadline(batch) == deadline)
 
-    def nearest(self) -> float | None:
+    def nearest(self, state) -> float | None:
         heap = self._heap
-        while heap and not self._live(heap[0]):
+        while heap and not self._live(state, heap[0]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def overdue(self, now: float) -> list[int]:
+    def overdue(self, state, now: float) -> list[int]:
         """The workers whose head batch is past its deadline, by worker id (their entries
         are taken: each is killed for it)."""
         heap, found = self._heap, set()
@@ -237,7 +238,7 @@ class Deadlines:
             return []
         while heap and heap[0][0] <= now:
             entry = heapq.heappop(heap)
-            if self._live(entry):
+            if self._live(state, entry):
                 found.add(entry[1])
         return sorted(found)
 
@@ -283,7 +284,7 @@ class BossState:
         # when a batch leaves its queue or its worker is ready), so a finished task costs a
         # look at its own worker, not at all of them.
         self._open: set = set()
-        self.deadlines = Deadlines(self)
+        self.deadlines = Deadlines()
         # _manage_workers has nothing to do while every worker is up and none has a lifespan:
         # both known without a walk over the workers at every event (see _settled)
         self._all_up = False  # True: every slot idle or busy (reset when one may not be)
@@ -319,10 +320,10 @@ class BossState:
         return job.task_timeout if job.task_timeout is not None else self.task_timeout
 
     def next_deadline(self) -> float | None:
-        return self.deadlines.nearest()
+        return self.deadlines.nearest(self)
 
     def overdue(self, now: float) -> list[int]:
-        return self.deadlines.overdue(now)
+        return self.deadlines.overdue(self, now)
 
     def _deadline(self, batch) -> float | None:
         timeout = self.timeout_of(batch.job)
@@ -369,7 +370,7 @@ class BossState:
             if batch.batch_id == ev.batch_id:
                 batch.started_at = now
                 if batch is slot.queue[0]:
-                    self.deadlines.push(slot)
+                    self.deadlines.push(self, slot)
                 return
 
     def _on_BatchDone(self, ev, now, out):
@@ -559,7 +560,7 @@ class BossState:
         if slot.queue:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
-            self.deadlines.push(slot)
+            self.deadlines.push(self, slot)
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -767,7 +768,7 @@ class BossState:
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
             if not queued:
-                self.deadlines.push(slot)
+                self.deadlines.push(self, slot)
             slot.state = "busy"
             slot.lifespan = lifespan
             if lifespan is not None:

@@ -627,6 +627,22 @@ def test_deadlines_follow_thousands_of_timed_tasks_without_piling_up():
     assert ids(pool.feed(st.Tick(), now=100.0), st.KillWorker) == [0, 1, 2, 3]
 
 
+def test_the_state_is_in_no_reference_cycle_so_a_closed_pools_maps_go_at_once():
+    import gc
+    import weakref
+    gc.disable()  # what a cycle would wait for
+    try:
+        pool = Pool(2, task_timeout=5)
+        pool.submit(make_job(range(4)))
+        pool.ready(0, 1)
+        assert pool.state.next_deadline() is not None
+        ref = weakref.ref(pool.state)
+        del pool
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_no_deadline_without_task_timeout():
     pool = Pool(1, keep_alive=True)
     pool.submit(make_job(range(3)))
