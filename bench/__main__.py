@@ -3,6 +3,7 @@
     python -m bench                         # every workload, every system of each
     python -m bench -w tiny,cpu -r 7        # some workloads, 7 interleaved repetitions
     python -m bench -w tiny -s nbpar,mp.Pool-fork
+    python -m bench -w boss-32 -r 3         # 32 workers, one item per message (bench/scale.py)
     python -m bench --out docs/performance.md --png docs/performance.png
 """
 
@@ -27,6 +28,8 @@ def main(argv=None):
     parser.add_argument("-r", "--repeat", type=int, default=5,
                         help="interleaved repetitions (medians are reported)")
     parser.add_argument("-n", "--workers", type=int, default=2)
+    parser.add_argument("--items", type=int, default=None,
+                        help="items per map of the boss-* workloads (a quick run)")
     parser.add_argument("--out", default=None, help="write the table as Markdown here")
     parser.add_argument("--png", default=None, help="write a chart of the ratios here")
     args = parser.parse_args(argv)
@@ -37,10 +40,13 @@ def main(argv=None):
         func, systems = WORKLOADS[name]
         if wanted:
             systems = [s for s in systems if s in wanted] or systems[:1]
+        sized = {"items": args.items} if args.items and name.startswith("boss-") else {}
         start = time.perf_counter()
-        result = func(systems, args.repeat, args.workers)
-        print(format_result(result), f"\n({time.perf_counter() - start:.0f} s)\n", flush=True)
-        results.append(result)
+        result = func(systems, args.repeat, args.workers, **sized)
+        made = result if isinstance(result, list) else [result]  # (boss-*: one per map)
+        print("\n\n".join(format_result(r) for r in made),
+              f"\n({time.perf_counter() - start:.0f} s)\n", flush=True)
+        results += made
     if args.out:
         write_markdown(results, args)
     if args.png:
@@ -55,6 +61,10 @@ def _fmt(value, unit):
             return f"{value * 1e3:.1f} ms"
         return f"{value:.2f} s"
     return f"{value:.2f} {unit}"
+
+
+def _fmt_extra(result, name, value):
+    return format(value, result.formats.get(name, ".1%"))
 
 
 def rows(result):
@@ -72,7 +82,8 @@ def rows(result):
 def format_result(result):
     lines = [f"== {result.name}: {result.what}", f"   target: {result.target}"]
     for system, median, ratio, extra in rows(result):
-        more = "".join(f"  {k} {v:.1%}" for k, v in extra.items() if v is not None)
+        more = "".join(f"  {k} {_fmt_extra(result, k, v)}" for k, v in extra.items()
+                       if v is not None)
         ratio_text = f"{ratio:6.2f} ×" if ratio is not None else ""
         lines.append(f"   {system:22s} {_fmt(median, result.unit):>12s} {ratio_text}{more}")
     return "\n".join(lines)
@@ -95,6 +106,8 @@ def write_markdown(results, args):
              "```bash", ".venv/bin/python -m bench                      # everything, ~3 min",
              ".venv/bin/python -m bench -w tiny,cpu -r 7     # a subset",
              ".venv/bin/python -m bench --out docs/performance.md --png docs/performance.png",
+             ".venv/bin/python -m bench -w boss-16,boss-32,boss-64 -r 5   # many workers",
+             ".venv/bin/python -m bench.boss_profile -n 32   # the Boss thread's cost per task",
              "```", "",
              f"Measured with `python -m bench -r {args.repeat} -n {args.workers}` on {machine()}, "
              f"{time.strftime('%Y-%m-%d')}.", "",
@@ -110,7 +123,8 @@ def write_markdown(results, args):
         for system, median, ratio, extra in rows(result):
             cells = [system, _fmt(median, result.unit),
                      f"{ratio:.2f}" if ratio is not None else "",
-                     *[f"{extra[k]:.1%}" if extra.get(k) is not None else "" for k in extra_names]]
+                     *[_fmt_extra(result, k, extra[k]) if extra.get(k) is not None else ""
+                       for k in extra_names]]
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)

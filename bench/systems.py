@@ -1,7 +1,8 @@
 """Adapters: each peer used the way its documentation shows, behind one small interface.
 
 A system is a name and a factory `make(n_workers)` returning an object with
-`map(func, items)`, `apply(func, arg)` (one call, its result) and `close()`; those that offer
+`map(func, items)` (nbpar, mp.Pool, ProcessPoolExecutor and MPIRE also take `chunk_size`:
+items per message, None for the system's own choice), `apply(func, arg)` (one call, its result) and `close()`; those that offer
 many calls in flight at once also have `many(func, items)` (every call handed over before
 the first result is asked for).
 Warm workloads build it once and time calls; cold workloads time make + map + close.
@@ -21,8 +22,8 @@ class _PoolWithProgressBar:
         self.pool = pool
         self.progress_bar = progress_bar
 
-    def map(self, func, items):
-        return self.pool.map(func, items, progress_bar=self.progress_bar)
+    def map(self, func, items, chunk_size=None):
+        return self.pool.map(func, items, progress_bar=self.progress_bar, chunk_size=chunk_size)
 
     def apply(self, func, arg):
         return self.pool.apply_async(func, (arg,)).get()
@@ -75,8 +76,8 @@ class MpPoolSystem:
     def __init__(self, n, start_method="fork"):
         self.pool = mp.get_context(start_method).Pool(n)
 
-    def map(self, func, items):
-        return self.pool.map(func, items)
+    def map(self, func, items, chunk_size=None):
+        return self.pool.map(func, items, chunksize=chunk_size)
 
     def apply(self, func, arg):
         return self.pool.apply_async(func, (arg,)).get()
@@ -96,9 +97,10 @@ class ProcessPoolSystem(_ExecutorCalls):
         self.pool = concurrent.futures.ProcessPoolExecutor(
             n, mp_context=mp.get_context(start_method))
 
-    def map(self, func, items):
+    def map(self, func, items, chunk_size=None):
         items = list(items)  # chunksize as its docs advise for many small tasks
-        return list(self.pool.map(func, items, chunksize=max(1, len(items) // (4 * self.n))))
+        return list(self.pool.map(func, items, chunksize=chunk_size or max(
+            1, len(items) // (4 * self.n))))
 
 
 class ProcessPoolDefaultMapSystem(ProcessPoolSystem):
@@ -223,6 +225,8 @@ SYSTEMS = {
     "nbpar-fork": lambda n: NbparSystem(n, "fork"),
     "nbpar-spawn": lambda n: NbparSystem(n, "spawn"),
     "nbpar+progress": lambda n: NbparSystem(n, progress_bar=True),
+    # a task timeout (one that never fires): every task runs alone, with its own clock
+    "nbpar+task_timeout": lambda n: NbparSystem(n, task_timeout=600),
     # BLAS threads uncapped: each worker may use every core (what an uncapped library does)
     "nbpar-no-cap": lambda n: NbparSystem(n, inner_threads=os.cpu_count() or 1),
     "mp.Pool-fork": lambda n: MpPoolSystem(n, "fork"),

@@ -47,3 +47,10 @@ def row_norm(row):
     if row["c"] > 0.5:
         return math.sqrt(row["a"] ** 2 + row["b"] ** 2)
     return math.log1p(row["a"]) * row["b"]
+
+
+def pause(x, seconds=0.01):
+    """10 ms of waiting, no CPU: a task whose ideal speed-up is the number of workers, even
+    on a machine with fewer cores (the bench of many workers)."""
+    time.sleep(seconds)
+    return x

@@ -32,6 +32,7 @@ class Result:
     samples: dict = field(default_factory=dict)  # system -> list of numbers
     target: str = ""
     extra: dict = field(default_factory=dict)  # other figures worth a line
+    formats: dict = field(default_factory=dict)  # an extra figure's format (default: ".1%")
 
     def median(self, system):
         return statistics.median(self.samples[system])
@@ -335,3 +336,16 @@ def _ecosystem(name):
 
 WORKLOADS["gridsearch"] = (_ecosystem("gridsearch"), ["joblib-loky", "nbpar-joblib"])
 WORKLOADS["pandas-apply"] = (_ecosystem("pandas_apply"), ["pandas", "pandarallel", "nbpar"])
+
+
+def _scale(workers):
+    """bench/scale.py's workload for a pool of `workers` (one Result per map it times)."""
+    def run(systems, repeat, n, items=None):
+        from . import scale
+        return scale.scale(systems, repeat, n, workers, items)
+    return run
+
+
+WORKLOADS.update({f"boss-{k}": (_scale(k), ["nbpar", "nbpar+task_timeout", "mp.Pool-fork",
+                                           "ProcessPoolExecutor"])
+                  for k in (16, 32, 64)})

@@ -108,7 +108,12 @@ class Boss:
         self._exit_hooked: dict = {}  # worker id -> whether its setup had a worker_exit
         self._events: deque = deque()
         self._ready: set = set()  # what the last wait found ready
+        self._outputs_ready = False  # any worker's stdout or stderr among them
         self._wakes: list = []  # hand-backs to callers, made at the end of a step
+        # Messages to workers wait here until what woke the Boss is handled, then each
+        # worker's go in one write: the two results a worker sends back to back bring it two
+        # batches, and those cost one system call and one wake-up of the worker, not two.
+        self._outbox: dict = {}  # WorkerHandle -> [messages], in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
             getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
         self._fatal: BaseException | None = None
@@ -167,10 +172,14 @@ class Boss:
                 ready = self._selector.select(timeout)
                 if not ready:
                     self._handle(st.Tick())
+                    self._post()
                 self._ready = {key.fileobj for key, _ in ready}
+                self._outputs_ready = any(key.data[0] == "output" for key, _ in ready)
                 for key, _ in ready:
                     if self._current(key):
                         self._on_ready(key.fileobj)
+                        if self._outbox:
+                            self._post()  # each worker's work goes out as soon as it is made
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             self._fatal = exc
             self._abort(exc)
@@ -216,14 +225,30 @@ class Boss:
             self._handle(st.Reshare(msg[1]))
 
     def _on_channel(self, wid):
+        """Every message the worker's pipe holds (a process pipe may bring several in one
+        read: the ones after the first will not wake the wait)."""
         handle = self.handles[wid]
+        channel = handle.channel
         try:
-            msg = handle.channel.recv()
+            msgs = [channel.recv()]
         except (EOFError, OSError):
-            self._forget(handle.channel)
+            self._forget(channel)
             if handle.sentinel is None:
                 self._on_gone(wid)
             return
+        more = getattr(channel, "has_message", None)
+        while more is not None and more():
+            msgs.append(channel.recv())  # whole in the buffer: no read
+        last = len(msgs) - 1
+        for k, msg in enumerate(msgs):
+            if k < last and type(msg) is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
+                    and msgs[k + 1].batch_id == msg.batch_id:
+                continue  # its end came with it: the clock it starts has nothing to time
+            self._on_message(wid, handle, msg)
+            if self.handles.get(wid) is not handle:
+                return
+
+    def _on_message(self, wid, handle, msg):
         decode = handle.channel.decode
         kind = type(msg)
         if kind is m.Done:
@@ -334,6 +359,8 @@ class Boss:
         """Read what a worker printed before the message being handled. Its prints were
         written before that message, so their pipes are among the same wait's ready keys:
         only those are read (a read of an empty pipe is a system call for nothing)."""
+        if not (final or self._outputs_ready):
+            return  # (the usual case: nothing printed)
         handle = handle or self.handles.get(wid)
         if handle is None:
             return
@@ -357,9 +384,10 @@ class Boss:
                 self._execute(instr)
         # Wake the callers last: a woken caller needs the GIL, which it gets as soon as this
         # thread goes back to its wait -- not after the rest of the bookkeeping.
-        wakes, self._wakes = self._wakes, []
-        for wake in wakes:
-            wake()
+        if self._wakes:
+            wakes, self._wakes = self._wakes, []
+            for wake in wakes:
+                wake()
 
     def _execute(self, instr):
         kind = type(instr)
@@ -420,8 +448,8 @@ class Boss:
         ch = handle.channel
         try:
             if instr.send_func and job.func_key not in handle.inherited:
-                ch.send(m.Func(job.func_key,
-                               job.handle.func_body(handle.encode_func or ch.encode)))
+                self._send(wid, m.Func(job.func_key,
+                                       job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(st.DispatchFailed(wid, batch.batch_id,
@@ -442,10 +470,30 @@ class Boss:
         handle = self.handles.get(wid)
         if handle is None:
             return
-        try:
-            handle.channel.send(msg)
-        except (OSError, ValueError):
-            pass  # the worker is gone: its sentinel tells the rest
+        box = self._outbox.get(handle)
+        if box is None:
+            self._outbox[handle] = [msg]
+        else:
+            box.append(msg)
+
+    def _post(self):
+        """Send what the outbox holds, each worker's messages in order and, where its
+        channel can, in one write; a worker gone (or replaced) since gets nothing."""
+        outbox, self._outbox = self._outbox, {}
+        for handle, msgs in outbox.items():
+            if self.handles.get(handle.worker_id) is not handle:
+                continue
+            channel = handle.channel
+            try:
+                if len(msgs) == 1:
+                    channel.send(msgs[0])
+                elif hasattr(channel, "send_all"):
+                    channel.send_all(msgs)
+                else:
+                    for msg in msgs:
+                        channel.send(msg)
+            except (OSError, ValueError):
+                pass  # the worker is gone: its sentinel tells the rest
 
     # -- the end
     def _abort(self, exc):

@@ -1,13 +1,17 @@
-"""The small frozen messages that cross between the Boss and its workers.
+"""The small messages that cross between the Boss and its workers.
 
 Bodies (items, results, functions) travel as nested pickled bytes, so a header always
 decodes even when a body does not: a bad item or result is then named, never a hang.
-On a process pipe, the two messages every task costs (Batch out, Done back) travel as a
-fixed binary header before their body; the others are pickled (`to_wire` / `from_wire`).
+On a process pipe, the messages every task costs (Batch out, Done back, and Started under
+a task timeout) travel as a fixed binary header (and body); the others are pickled
+(`to_wire` / `from_wire`).
+Nobody changes a message once it is made; the ones made for every task (Batch, Started,
+Done) are unfrozen all the same, since a frozen dataclass costs four times as much to build.
 """
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 from dataclasses import dataclass, field
@@ -43,7 +47,7 @@ class Func(_Flat):
     body: object  # pickled function (processes) or the function itself (threads)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Batch(_Flat):
     batch_id: int
     func_key: int
@@ -67,7 +71,7 @@ class Ready:
     pid: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Started:
     """Sent under task_timeout when a batch's first task starts (its set-up is over)."""
 
@@ -79,7 +83,7 @@ class InitFailed:
     error: ErrorPayload
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Done(_Flat):
     batch_id: int
     elapsed: float
@@ -132,16 +136,19 @@ class WorkerSetup:
 
 _BATCH = struct.Struct("<cqq?")  # b"B", batch_id, func_key, star; then the body
 _DONE = struct.Struct("<cqd")  # b"D", batch_id, elapsed; then the body
+_STARTED = struct.Struct("<cq")  # b"S", batch_id
 
 
 def to_wire(msg) -> bytes:
-    """The bytes of one pipe message. A pickle starts with b"\\x80", never with b"B" or
-    b"D", so the header needs no pickling and the body no second pass through pickle."""
+    """The bytes of one pipe message. A pickle starts with b"\\x80", never with b"B", b"D"
+    or b"S", so the header needs no pickling and the body no second pass through pickle."""
     kind = type(msg)
     if kind is Batch and type(msg.body) is bytes:
         return _BATCH.pack(b"B", msg.batch_id, msg.func_key, msg.star) + msg.body
     if kind is Done and type(msg.body) is bytes:
         return _DONE.pack(b"D", msg.batch_id, msg.elapsed) + msg.body
+    if kind is Started:
+        return _STARTED.pack(b"S", msg.batch_id)
     return pickle.dumps(msg, protocol=5)
 
 
@@ -154,4 +161,106 @@ def from_wire(data: bytes):
     if tag == b"D":
         _, batch_id, elapsed = _DONE.unpack_from(data)
         return Done(batch_id, elapsed, memoryview(data)[_DONE.size:])
+    if tag == b"S":
+        return Started(_STARTED.unpack_from(data)[1])
     return pickle.loads(data)
+
+
+# multiprocessing.connection.Connection's framing, so either end may be a Connection: a
+# signed 4-byte big-endian length, or -1 and an unsigned 8-byte one for 2 GiB and more
+_LENGTH = struct.Struct("!i")
+_LONG_LENGTH = struct.Struct("!Q")
+_READ_SIZE = 65536
+_JOINED_UP_TO = 16384  # a body up to this size is written with its length in one call
+
+
+class PipeEnd:
+    """One end of a worker's pipe, framed as multiprocessing's Connection frames it.
+
+    A read takes what the pipe holds, up to 64 KiB, so a message costs one system call, not
+    two (length, then body), and messages that arrived together are all taken at once:
+    `has_message()` says whether a whole one is waiting here already (the pipe's fd will
+    not wake a wait for it). A message, once begun, is read to its end.
+    """
+
+    __slots__ = ("fd", "_buf")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._buf = b""
+
+    def _header(self):
+        """(where the body starts, its size) once the buffer holds the length, else None."""
+        buf = self._buf
+        if len(buf) < 4:
+            return None
+        size = _LENGTH.unpack_from(buf)[0]
+        if size != -1:
+            return 4, size
+        return (12, _LONG_LENGTH.unpack_from(buf, 4)[0]) if len(buf) >= 12 else None
+
+    def has_message(self) -> bool:
+        head = self._header()
+        return head is not None and len(self._buf) >= head[0] + head[1]
+
+    def recv_bytes(self):
+        """The next message's bytes (a memoryview for one too large for a single read)."""
+        while True:
+            head = self._header()
+            if head is not None:
+                start, size = head
+                end = start + size
+                if len(self._buf) >= end:
+                    data, self._buf = self._buf[start:end], self._buf[end:]
+                    return data
+                if end - len(self._buf) > _READ_SIZE:
+                    return self._read_large(start, end)
+            data = os.read(self.fd, _READ_SIZE)
+            if not data:
+                raise EOFError
+            self._buf = self._buf + data if self._buf else data
+
+    def _read_large(self, start, end):
+        """The rest of a large message, read straight into one buffer (no re-joining)."""
+        whole = bytearray(end)
+        pos = len(self._buf)
+        whole[:pos] = self._buf
+        self._buf = b""
+        view = memoryview(whole)
+        while pos < end:
+            n = os.readv(self.fd, [view[pos:]])
+            if n == 0:
+                raise EOFError
+            pos += n
+        return view[start:]
+
+    def send_bytes(self, data: bytes):
+        size = len(data)
+        header = _LENGTH.pack(size) if size <= 0x7FFFFFFF else (
+            _LENGTH.pack(-1) + _LONG_LENGTH.pack(size))
+        if size <= _JOINED_UP_TO:
+            self._write(header + data)
+        else:
+            self._write(header)
+            self._write(data)
+
+    def send_many(self, messages: list):
+        """Several messages, small ones joined into one write (the reader cannot tell)."""
+        joined: list = []
+        for data in messages:
+            if len(data) > _JOINED_UP_TO:
+                if joined:
+                    self._write(b"".join(joined))
+                    joined = []
+                self.send_bytes(data)
+            else:
+                joined += (_LENGTH.pack(len(data)), data)
+        if joined:
+            self._write(b"".join(joined))
+
+    def _write(self, data):
+        n = os.write(self.fd, data)
+        if n < len(data):
+            view = memoryview(data)
+            while n < len(view):
+                n += os.write(self.fd, view[n:])

@@ -14,6 +14,7 @@ failed; it then yields one `FinishJob`.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import signal as _signal
 from collections import OrderedDict, deque
@@ -190,6 +191,58 @@ class JobTable:
         return len(self._by_id)
 
 
+class Deadlines:
+    """The deadlines of the batches at the head of the workers' queues, nearest first: a
+    heap of (deadline, worker id, batch), each entry pushed when its batch becomes the head
+    of a queue or starts its clock. An entry goes stale when its batch leaves the head, its
+    clock changes or its worker is being killed; stale entries are dropped when they come
+    to the top, and all at once when they outnumber the live ones, so a finished task costs
+    a push, not a walk over every worker. (The state is passed in, not held: no cycle keeps
+    a closed pool's maps alive until a garbage collection.)"""
+
+    __slots__ = ("_heap", "_order")
+
+    def __init__(self):
+        self._heap: list = []
+        self._order = itertools.count()  # ties never compare batches
+
+    def push(self, state, slot):
+        """The batch now at the head of `slot`'s queue has a deadline (or a new one)."""
+        deadline = state._deadline(slot.queue[0])
+        if deadline is None:
+            return
+        heap = self._heap
+        heapq.heappush(heap, (deadline, slot.id, next(self._order), slot.queue[0]))
+        if len(heap) > 2 * len(state.slots) + 64:
+            heap[:] = [e for e in heap if self._live(state, e)]
+            heapq.heapify(heap)
+
+    @staticmethod
+    def _live(state, entry) -> bool:
+        deadline, wid, _, batch = entry
+        slot = state.slots[wid]
+        return (slot.kill_reason is None and bool(slot.queue) and slot.queue[0] is batch
+                and state._deadline(batch) == deadline)
+
+    def nearest(self, state) -> float | None:
+        heap = self._heap
+        while heap and not self._live(state, heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def overdue(self, state, now: float) -> list[int]:
+        """The workers whose head batch is past its deadline, by worker id (their entries
+        are taken: each is killed for it)."""
+        heap, found = self._heap, set()
+        if not heap or heap[0][0] > now:
+            return []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._live(state, entry):
+                found.add(entry[1])
+        return sorted(found)
+
+
 FUNCS_PER_WORKER = 64  # functions a worker keeps unpickled (the oldest are forgotten)
 HISTORY = 100  # finished maps' reports kept for schedulers
 LEARNED = 256  # functions whose measured time per item is remembered
@@ -226,6 +279,16 @@ class BossState:
         self._feeding: dict = {}
         self._touched: list = []
         self._check_all = False
+        # Nor does it walk every worker: `_open` holds the slots that may have room for a
+        # batch (pruned by _dispatch when full, not ready or being killed; a slot returns
+        # when a batch leaves its queue or its worker is ready), so a finished task costs a
+        # look at its own worker, not at all of them.
+        self._open: set = set()
+        self.deadlines = Deadlines()
+        # _manage_workers has nothing to do while every worker is up and none has a lifespan:
+        # both known without a walk over the workers at every event (see _settled)
+        self._all_up = False  # True: every slot idle or busy (reset when one may not be)
+        self._lifespan_given = False  # a map gave a worker a lifespan of its own
         self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
         self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
         self.last_job: Job | None = None
@@ -246,7 +309,11 @@ class BossState:
     # -- entry point
     def handle(self, event, now: float) -> list:
         out: list = []
-        getattr(self, "_on_" + type(event).__name__)(event, now, out)
+        kind = type(event)
+        on = _HANDLERS.get(kind)
+        if on is None:
+            on = _HANDLERS[kind] = getattr(BossState, "_on_" + kind.__name__)
+        on(self, event, now, out)
         self._advance(now, out)
         return out
 
@@ -254,18 +321,11 @@ class BossState:
         """The task timeout a job's tasks run under: its own, else the pool's."""
         return job.task_timeout if job.task_timeout is not None else self.task_timeout
 
-    def _deadlines(self):
-        for s in self.slots:
-            if s.queue and s.kill_reason is None:
-                deadline = self._deadline(s.queue[0])
-                if deadline is not None:
-                    yield s.id, deadline
-
     def next_deadline(self) -> float | None:
-        return min((d for _, d in self._deadlines()), default=None)
+        return self.deadlines.nearest(self)
 
     def overdue(self, now: float) -> list[int]:
-        return [wid for wid, deadline in self._deadlines() if now >= deadline]
+        return self.deadlines.overdue(self, now)
 
     def _deadline(self, batch) -> float | None:
         timeout = self.timeout_of(batch.job)
@@ -304,11 +364,15 @@ class BossState:
         if slot.state == "starting":
             slot.state = "idle"
             slot.pid = ev.pid
+            self._open.add(slot.id)
 
     def _on_BatchStarted(self, ev, now, out):
-        for batch in self.slots[ev.worker_id].queue:
+        slot = self.slots[ev.worker_id]
+        for batch in slot.queue:
             if batch.batch_id == ev.batch_id:
                 batch.started_at = now
+                if batch is slot.queue[0]:
+                    self.deadlines.push(self, slot)
                 return
 
     def _on_BatchDone(self, ev, now, out):
@@ -348,6 +412,7 @@ class BossState:
     def _on_WorkerDied(self, ev, now, out):
         slot = self.slots[ev.worker_id]
         reason, was = slot.kill_reason, slot.state
+        self._all_up = False
         batches = list(slot.queue)
         slot.queue.clear()
         slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
@@ -402,6 +467,7 @@ class BossState:
 
     def _on_StartFailed(self, ev, now, out):
         self.slots[ev.worker_id].state = "dead"
+        self._all_up = False
         self.init_broken = True
         for job in list(self.jobs):
             self._fail(job, ev.error)
@@ -499,9 +565,11 @@ class BossState:
             return slot, None
         batch.job.in_flight.pop(batch_id, None)
         self._touched.append(batch.job)
+        self._open.add(slot.id)
         if slot.queue:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
+            self.deadlines.push(self, slot)
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -597,13 +665,32 @@ class BossState:
     def _dispatch(self, now, out):
         if self.halted or self.resharing or not self._feeding:
             return
-        n_ready = sum(1 for s in self.slots if s.state in ("idle", "busy"))
-        for slot in sorted(self.slots, key=lambda s: len(s.queue)):
-            while slot.state in ("idle", "busy") and slot.kill_reason is None:
-                if not self._give_batch(slot, now, n_ready, out):
+        slots, open_ids = self.slots, self._open
+        if len(open_ids) == 1:  # the usual case under load: the worker that just finished
+            order = [slots[next(iter(open_ids))]]
+        else:
+            order = sorted((slots[i] for i in sorted(open_ids)), key=_queue_length)
+        for slot in order:
+            while True:
+                if not self._has_room(slot):
+                    self._open.discard(slot.id)  # until a batch leaves it or it is ready
+                    break
+                if not self._give_batch(slot, now, out):
                     break
                 if not self._feeding:
                     return
+
+    def _has_room(self, slot) -> bool:
+        """Whether a slot may take a batch as far as the slot alone goes; what makes it
+        False changes only when a batch leaves the slot or its worker is replaced."""
+        queue = slot.queue
+        return (slot.state in ("idle", "busy") and slot.kill_reason is None
+                and not slot.over_memory and len(queue) < 2
+                # a task under a timeout starts when its worker is free
+                and not (queue and self.timeout_of(queue[-1].job) is not None))
+
+    def _n_ready(self) -> int:
+        return sum(1 for s in self.slots if s.state in ("idle", "busy"))
 
     def _feed_again(self, job):
         """A job given work back (a dead worker's batches) feeds again, in its place by
@@ -634,19 +721,15 @@ class BossState:
             for jid in dead:
                 del self._feeding[jid]
 
-    def _give_batch(self, slot, now, n_ready, out) -> bool:
+    def _give_batch(self, slot, now, out) -> bool:
         queued = bool(slot.queue)
-        if len(slot.queue) >= 2 or (queued and self.timeout_of(slot.queue[-1].job) is not None):
-            return False
-        if slot.over_memory:
-            return False
         candidates = self._candidates(slot, queued)
         try:
-            return self._give_from(candidates, slot, queued, now, n_ready, out)
+            return self._give_from(candidates, slot, queued, now, out)
         finally:
             candidates.close()  # drops what it passed over
 
-    def _give_from(self, candidates, slot, queued, now, n_ready, out) -> bool:
+    def _give_from(self, candidates, slot, queued, now, out) -> bool:
         running = None
         for job in candidates:
             timeout = self.timeout_of(job)
@@ -672,10 +755,11 @@ class BossState:
                 room = job.max_ahead - (job.ledger.done - job.consumed + job.in_flight_items())
                 if room <= 0:
                     continue
-            remaining = None if job.total is None else (
-                job.total - job.read + sum(len(c[1]) for c in job.requeued))
+            remaining = None if job.total is None else job.total - job.read + (
+                sum(len(c[1]) for c in job.requeued) if job.requeued else 0)
             size = 1 if (timeout is not None or job.memory is not None
-                         or remaining == 1) else job.chunker.next_size(remaining, n_ready)
+                         or remaining == 1) else job.chunker.fixed or (  # (fixed: no count)
+                job.chunker.next_size(remaining, self._n_ready()))
             if queued and (job.memory is not None or not job.chunker.may_prefetch(size)):
                 return False  # (a queued task would start unchecked by a memory budget)
             if quota is not None:
@@ -692,8 +776,12 @@ class BossState:
                 batch.memory = max(job.memory(item) for item in batch.items)
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
+            if not queued:
+                self.deadlines.push(self, slot)
             slot.state = "busy"
             slot.lifespan = lifespan
+            if lifespan is not None:
+                self._lifespan_given = True
             send_func = self._remember_func(slot, job.func_key, out)
             out.append(Dispatch(slot.id, batch, send_func, queued))
             return True
@@ -823,13 +911,19 @@ class BossState:
                 f"items done{how}", report)
         return FinishJob(job, error, report)
 
+    def _settled(self) -> bool:
+        """Every worker up and none with a lifespan (the cheap checks first)."""
+        if not self._all_up:
+            self._all_up = all(s.state in ("idle", "busy") for s in self.slots)
+        return self._all_up and not (self._lifespan_given and any(
+            s.lifespan is not None for s in self.slots))
+
     def _manage_workers(self, now, out):
-        lifespans = self.max_tasks is not None or any(s.lifespan is not None for s in self.slots)
-        if not (self.held or self.resharing or self.ending or lifespans
+        if not (self.held or self.resharing or self.ending or self.max_tasks is not None
                 or self.max_memory is not None) and (
-                self.jobs or self.keep_alive) and all(
-                s.state in ("idle", "busy") for s in self.slots):
+                self.jobs or self.keep_alive) and self._settled():
             return  # every worker up and wanted: nothing to start or retire
+        self._all_up = False  # (a worker may be started or retired below)
         alive = any(s.alive for s in self.slots)
         retiring = any(s.state == "retiring" for s in self.slots)
         if not retiring and (self.jobs or not alive):  # the retirements held for are done
@@ -900,6 +994,13 @@ class BossState:
 def _noted(exc, place):
     add_note(exc, f"nbpar: {place}")
     return exc
+
+
+_HANDLERS: dict = {}  # event type -> BossState._on_<its name>
+
+
+def _queue_length(slot) -> int:
+    return len(slot.queue)
 
 
 def _compact(indices):

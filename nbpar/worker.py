@@ -34,14 +34,24 @@ def dumps(obj) -> bytes:
     pickle, several times cheaper for the small bodies of single calls. Plain pickle refers
     to classes and functions by module and name, as cloudpickle does for importable modules,
     and a stream without b"__main__" refers to no __main__."""
-    import cloudpickle
     try:
         data = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
-    if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
+    if data is None or b"__main__" in data or _by_value_registry():
         return tracebacks.dumps_by_value(obj)
     return data
+
+
+_cloudpickle = None  # imported at the first body pickled, then kept at hand
+
+
+def _by_value_registry():
+    global _cloudpickle
+    if _cloudpickle is None:
+        import cloudpickle
+        _cloudpickle = cloudpickle
+    return _cloudpickle.list_registry_pickle_by_value()
 
 
 def first_unpicklable(values) -> tuple[int, str]:
@@ -59,16 +69,17 @@ class PipeChannel:
     Sends are locked: a task's own threads may log while the worker sends a result."""
 
     def __init__(self, conn):
-        self.conn = conn
+        self.conn = conn  # owns the fd; read and written through PipeEnd (one call each)
+        self.end = m.PipeEnd(conn.fileno())
         self.lock = threading.Lock()
 
     def recv(self):
-        return m.from_wire(self.conn.recv_bytes())
+        return m.from_wire(self.end.recv_bytes())
 
     def send(self, msg):
         data = m.to_wire(msg)
         with self.lock:
-            self.conn.send_bytes(data)
+            self.end.send_bytes(data)
 
     encode = staticmethod(dumps)
     decode = staticmethod(pickle.loads)

@@ -19,25 +19,31 @@ from multiprocessing.connection import Pipe
 
 from .. import worker
 from ..bundle import Bundle, preloadable
-from ..messages import WorkerSetup, from_wire, to_wire
+from ..messages import PipeEnd, WorkerSetup, from_wire, to_wire
 from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
 
 
 class MessagePipe:
-    """The Boss's end of a worker's duplex pipe."""
+    """The Boss's end of a worker's duplex pipe (the Connection owns the fd; its reads and
+    writes go through PipeEnd: one system call per message)."""
 
     def __init__(self, conn):
         self.conn = conn
+        self.end = PipeEnd(conn.fileno())
+        self.has_message = self.end.has_message
 
     def fileno(self):
-        return self.conn.fileno()
+        return self.end.fd
 
     def send(self, msg):
-        self.conn.send_bytes(to_wire(msg))
+        self.end.send_bytes(to_wire(msg))
+
+    def send_all(self, msgs):
+        self.end.send_many([to_wire(msg) for msg in msgs])
 
     def recv(self):
-        return from_wire(self.conn.recv_bytes())
+        return from_wire(self.end.recv_bytes())
 
     def close(self):
         self.conn.close()

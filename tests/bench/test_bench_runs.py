@@ -29,3 +29,19 @@ def test_the_session_workload_runs_each_system_in_a_fresh_interpreter(tmp_path):
     text = out.read_text()
     assert "### session" in text and "| nbpar |" in text and "| nbpar-fork |" in text
     assert "first pool's share of the run" in text
+
+
+def test_the_many_workers_workload_reports_rates_and_efficiency_per_map(tmp_path):
+    out = tmp_path / "perf.md"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "-w", "boss-16", "-r", "1", "--items", "48",
+         "-s", "nbpar,mp.Pool-fork", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    for title in ("boss-16 no-op, chunk_size=1", "boss-16 no-op, automatic chunk size",
+                  "boss-16 10 ms, chunk_size=1", "boss-16 10 ms, automatic chunk size"):
+        assert f"### {title}:" in text
+    assert "| tasks/s | tasks/s ÷ mp.Pool's | parallel efficiency |" in text
+    assert text.count("| mp.Pool-fork | ") == 4 and text.count("| nbpar | ") == 4
+    assert "| 1.00 |" in text  # mp.Pool's own throughput ratio

@@ -613,6 +613,36 @@ def test_a_crash_in_set_up_is_named_as_such():
     assert "set-up (unpickling the function or the items) of item 0 (index 0)" in str(err)
 
 
+def test_deadlines_follow_thousands_of_timed_tasks_without_piling_up():
+    pool = Pool(4, task_timeout=60, keep_alive=True)
+    pool.submit(make_job(range(2000)))
+    pool.ready(0, 1, 2, 3, now=0.0)
+    for k in range(1996):
+        wid = k % 4
+        pool.done(wid, now=1.0 + k / 100)
+        started = [pool.head(w).started_at for w in range(4) if pool.state.slots[w].queue]
+        assert pool.state.next_deadline() == pytest.approx(min(started) + 60)
+    assert len(pool.state.deadlines._heap) <= 2 * 4 + 64  # finished tasks' entries dropped
+    assert pool.feed(st.Tick(), now=20.9 + 59) == []
+    assert ids(pool.feed(st.Tick(), now=100.0), st.KillWorker) == [0, 1, 2, 3]
+
+
+def test_the_state_is_in_no_reference_cycle_so_a_closed_pools_maps_go_at_once():
+    import gc
+    import weakref
+    gc.disable()  # what a cycle would wait for
+    try:
+        pool = Pool(2, task_timeout=5)
+        pool.submit(make_job(range(4)))
+        pool.ready(0, 1)
+        assert pool.state.next_deadline() is not None
+        ref = weakref.ref(pool.state)
+        del pool
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
 def test_no_deadline_without_task_timeout():
     pool = Pool(1, keep_alive=True)
     pool.submit(make_job(range(3)))
