@@ -38,10 +38,41 @@ class Scheduler:
     wants_rss = False  # ask the Boss to measure workers' RSS after each batch
 
     def capacity(self, job, running: Running, history=()) -> int | None:
+        """How many more workers may start work of `job` now; the Boss asks before it
+        starts any task.
+
+        Parameters
+        ----------
+        job : state.Job
+            The map (or single call) that has work waiting: its `id`, `total`,
+            `next_memory()` and `durations()`.
+        running : Running
+            What runs now: busy workers in all (`total`) and per map (`by_job`), and the
+            memory the workers hold (`memory`, bytes).
+        history : tuple of nbpar.Report, default ()
+            The reports of the pool's latest finished maps.
+
+        Returns
+        -------
+        int or None
+            A number of workers (0: wait until something finishes), or None for no limit.
+        """
         return None
 
     def order(self, job) -> list | None:
-        """A permutation of the map's pending items (positions), or None to keep them."""
+        """The order in which a map's items start, asked once before its first task.
+
+        Parameters
+        ----------
+        job : state.Job
+            The map; `job.durations()` gives what it declared with `duration=`.
+
+        Returns
+        -------
+        list or None
+            A permutation of the positions of its pending items, or None to keep the
+            input order.
+        """
         return None
 
     def __repr__(self):
