@@ -53,7 +53,7 @@ def _parameters(func, skip_first=False) -> list[str]:
         signature = inspect.signature(func)
     except (TypeError, ValueError):
         return []
-    names = list(signature.parameters)
+    names = [name for name in signature.parameters if not name.startswith("_")]
     return names[1:] if skip_first and names and names[0] in ("self", "cls") else names
 
 
