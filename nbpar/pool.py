@@ -163,7 +163,7 @@ class WorkerPool(AsyncMaps):
 
     Examples
     --------
-    >>> with nbpar.WorkerPool(4) as pool:                      # doctest: +SKIP
+    >>> with nbpar.WorkerPool(4) as pool:
     ...     squares = pool.map(square, range(100), progress_bar=True)
     """
 
