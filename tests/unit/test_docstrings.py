@@ -31,8 +31,8 @@ def _ours(obj) -> bool:
 
 
 def _members(public, cls):
-    """(public name, callable or property) for each public member an nbpar class of the MRO
-    defines."""
+    """(public name, member, parameters) for each public method or property that an nbpar
+    class of the MRO defines; a method's parameters leave out self and cls."""
     seen = set()
     for klass in cls.__mro__:
         if not _ours(klass):
@@ -41,11 +41,14 @@ def _members(public, cls):
             if name.startswith("_") or name in seen:
                 continue
             seen.add(name)
-            if isinstance(value, (staticmethod, classmethod)):
-                value = value.__func__
-            if callable(value) or isinstance(value, property):
-                yield f"{public}.{name}", getattr(cls, name) if not isinstance(
-                    value, property) else value
+            if isinstance(value, property):
+                yield f"{public}.{name}", value, []
+            elif isinstance(value, staticmethod):
+                yield f"{public}.{name}", getattr(cls, name), _parameters(value.__func__)
+            elif callable(value) or isinstance(value, classmethod):
+                # bound to the class, a classmethod's signature leaves out cls already
+                yield f"{public}.{name}", getattr(cls, name), _parameters(
+                    getattr(cls, name), skip_first=True)
 
 
 def _parameters(func, skip_first=False) -> list[str]:
@@ -68,13 +71,7 @@ def _cases():
                     break
             params = _parameters(init, skip_first=True) if init is not None else []
             cases.append((public, obj, params))
-            for name, member in _members(public, obj):
-                if isinstance(member, property):
-                    cases.append((name, member, []))
-                else:
-                    cases.append((name, member, _parameters(member, skip_first=not (
-                        isinstance(inspect.getattr_static(obj, name.split(".")[-1]),
-                                   staticmethod)))))
+            cases.extend(_members(public, obj))
         else:
             cases.append((public, obj, _parameters(obj)))
     return cases
