@@ -9,10 +9,10 @@ worker starts are inherited too (`WorkerSetup.funcs`); the other methods get the
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
-import itertools
 import signal
 import sys
 from dataclasses import replace
