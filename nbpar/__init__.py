@@ -1,7 +1,9 @@
 """nbpar: parallel maps you can watch and steer live from a notebook.
 
-The public names are those of the contract; `import nbpar` stays light (no IPython,
-ipywidgets, tqdm, dask or NumPy): the UI layers import them when used.
+`nbpar.WorkerPool` runs the maps; `nbpar.Pool` and `nbpar.Executor` give it
+multiprocessing's and concurrent.futures' APIs; `%load_ext nbpar` adds `%parallel_map`.
+`import nbpar` stays light (no IPython, ipywidgets, tqdm, dask or NumPy): the UI layers
+import them when used.
 """
 
 from .classic import Boss, Worker
@@ -32,12 +34,29 @@ __all__ = [
 
 
 def register_joblib(progress_bar=True, keep_workers=True, **pool_options):
-    """Register joblib's parallel backend "nbpar" (`joblib.parallel_config(backend="nbpar")`,
-    then scikit-learn's `n_jobs` runs on an nbpar pool). Returns the handle that steers its
-    calls from another thread: `report()`, `halt()`, `resume()`, `stop(now=False)`.
-    Imports joblib here, not with nbpar."""
+    """Register joblib's parallel backend "nbpar", so that scikit-learn's `n_jobs` runs on
+    an nbpar pool: ``with joblib.parallel_config(backend="nbpar"): search.fit(X, y)``.
+
+    Imports joblib here, not with nbpar.
+
+    Parameters
+    ----------
+    progress_bar : bool, default True
+        Show each call's progress (the widget in a notebook, tqdm's bar elsewhere).
+    keep_workers : bool, default True
+        Keep the workers between calls (as loky does) until the handle's `close()`.
+    **pool_options
+        Options of each call's `nbpar.WorkerPool` (start_method, task_timeout, ...);
+        n_jobs comes from joblib.
+
+    Returns
+    -------
+    JoblibRuns
+        The handle that steers its calls from another thread: `report()`, `halt()`,
+        `resume()`, `stop(now=False)`, `close()`.
+    """
     from .integrations.joblib_backend import register
-    return register(progress_bar=progress_bar, **pool_options)
+    return register(progress_bar=progress_bar, keep_workers=keep_workers, **pool_options)
 
 
 def register_pandas():
@@ -48,15 +67,46 @@ def register_pandas():
 
 
 def process_map(fn, *iterables, max_workers=None, chunksize=1, **tqdm_kwargs):
-    """tqdm.contrib.concurrent.process_map's drop-in, on an nbpar pool: the result list of
-    fn(*args) for args in zip(*iterables); also takes pool= and report= (see tqdm_compat)."""
+    """tqdm.contrib.concurrent.process_map's drop-in, on nbpar worker processes.
+
+    Parameters
+    ----------
+    fn : callable
+        Called as ``fn(*args)`` for args in ``zip(*iterables)``.
+    *iterables
+        Its arguments, one iterable per parameter.
+    max_workers : int, optional
+        How many workers. Default: the CPU count.
+    chunksize : int, default 1
+        Above 1, fixes the batch size; 1 lets it adapt to measured task times.
+    **tqdm_kwargs
+        tqdm's options (desc, unit, disable, ...) for its bar outside a notebook;
+        `pool=` a pool of yours to run on; `report=` a stopped call's report to continue
+        it; and WorkerPool options (start_method, task_timeout, ...) for a pool of its own.
+
+    Returns
+    -------
+    list
+        The results, in input order.
+
+    Raises
+    ------
+    nbpar.StoppedError
+        Stopped from the widget or a thread; its message says how to continue.
+    """
     from .integrations.tqdm_compat import process_map as _process_map
     return _process_map(fn, *iterables, max_workers=max_workers, chunksize=chunksize,
                         **tqdm_kwargs)
 
 
 def thread_map(fn, *iterables, max_workers=None, chunksize=1, **tqdm_kwargs):
-    """tqdm.contrib.concurrent.thread_map's drop-in, on an nbpar pool of threads."""
+    """tqdm.contrib.concurrent.thread_map's drop-in, on an nbpar pool of threads.
+
+    Parameters
+    ----------
+    fn, *iterables, max_workers, chunksize, **tqdm_kwargs
+        As for `process_map` (start_method is "threading").
+    """
     from .integrations.tqdm_compat import thread_map as _thread_map
     return _thread_map(fn, *iterables, max_workers=max_workers, chunksize=chunksize,
                        **tqdm_kwargs)
@@ -77,5 +127,6 @@ def load_ipython_extension(ip):
 
 
 def unload_ipython_extension(ip):
+    """`%unload_ext nbpar`: removes %parallel_map."""
     from .ui.magics import unload
     unload(ip)

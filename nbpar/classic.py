@@ -47,6 +47,11 @@ class Worker:
     The Boss builds one Worker per instruction set, in a worker of its pool, and calls
     `task(**instructions)`; what it returns is that set's report. `self.name` is the set's
     "name" instruction, or one made up from the class and the set's position.
+
+    Parameters
+    ----------
+    name : str, optional
+        The set's name, given by the Boss (kept as `self.name`).
     """
 
     instructions: tuple = ()
@@ -73,6 +78,19 @@ class Worker:
         self.name = name
 
     def task(self, **instructions):
+        """The work of one instruction set: override it, naming the instructions.
+
+        Parameters
+        ----------
+        **instructions
+            The set's instructions, the declared `defaults` filled in, as keyword
+            arguments (``def task(self, seconds, greeting)``).
+
+        Returns
+        -------
+        object
+            That set's report (in `Boss.get_report().workers_report`).
+        """
         raise NotImplementedError(f"{type(self).__qualname__} must implement task()")
 
     @classmethod
@@ -83,6 +101,7 @@ class Worker:
 
     @classmethod
     def signature(cls) -> str:
+        """The instructions this class takes, for messages: "Sleeper(seconds, [greeting])"."""
         optional = [f"[{n}]" for n in cls.defaults]
         return f"{cls.__qualname__}({', '.join(list(cls.instructions) + optional)})"
 
@@ -163,11 +182,22 @@ class _Set:
 class Boss:
     """Hands instruction sets to Worker classes, on a WorkerPool of its own.
 
-    `scheduler` is the pool's; other keyword arguments go to `nbpar.WorkerPool` (n_jobs,
-    start_method -- use "threading" for tasks that call `nbpar.run_job` --, task_timeout...).
     Nothing starts before `make_them_work()`; `wait_till_finished()` (or `end()`) must close
     each Boss. `send(signal)` takes every `nbpar.Signal`; `pool` is the pool, e.g. for
     `nbpar.PoolWidget(boss.pool)`.
+
+    Parameters
+    ----------
+    scheduler : nbpar.Scheduler, optional
+        The pool's scheduler (see `nbpar.WorkerPool`).
+    name : str, optional
+        The Boss's name, in its repr.
+    verbose : bool, default False
+        Log each set's report as it finishes, and its error if it fails (logger
+        "nbpar.classic").
+    **pool_options
+        Options of `nbpar.WorkerPool` (n_jobs, start_method -- "threading" for tasks that
+        call `nbpar.run_job` --, task_timeout, ...); keep_alive is True by default.
     """
 
     def __init__(self, scheduler=None, name=None, verbose=False, **pool_options):

@@ -46,17 +46,47 @@ _TAIL = 2000  # characters of stderr quoted in a JobError's message
 
 def run_job(cmd, *, job_name=None, queue=None, native_options=None, run_locally=False,
             touch_only=None, session=None, logger=None, timeout=None):
-    """Run the shell command `cmd` as a grid-engine job and wait for it.
+    """Run the shell command `cmd` as a grid-engine job (through DRMAA) and wait for it.
 
-    Returns `(stdout, stderr)` as text. Raises `nbpar.JobError` (exit status, signal, stdout,
-    stderr) when the job exits non-zero, is killed by a signal or is aborted, and when it
-    runs longer than `timeout` seconds (it is then terminated). `queue` and `native_options`
-    (a string, or a list of strings, of qsub options such as "-l h_vmem=2G") go into the
-    DRMAA native specification; `session` is a drmaa.Session to use instead of the shared one;
-    `logger` gets a line as the job is submitted and as it ends. `run_locally=True` runs the
-    command on this machine instead, through the same path; `touch_only=PATHS` runs nothing
-    and only touches those files (creating them if missing). The command runs under /bin/sh,
-    in the caller's current directory.
+    Call it from the tasks of a threading pool, so one DRMAA session serves them all; the
+    pool's signals reach the jobs (HALT holds and suspends them, RESUME and STOP release
+    them, STOP_RIGHTNOW terminates them).
+
+    Parameters
+    ----------
+    cmd : str
+        The command, run under /bin/sh in the caller's current directory (its quoting
+        intact: it travels as a script, not as qsub arguments).
+    job_name : str, optional
+        The job's name on the grid. Default: made from the command.
+    queue : str, optional
+        The queue, in the DRMAA native specification.
+    native_options : str or list of str, optional
+        qsub options such as "-l h_vmem=2G", in the native specification.
+    run_locally : bool, default False
+        Run the command on this machine instead, through the same path (same results, same
+        errors): for developing without a cluster.
+    touch_only : str or list of str, optional
+        Run nothing; only touch these files (creating them if missing).
+    session : drmaa.Session, optional
+        A session to use instead of the shared one.
+    logger : logging.Logger, optional
+        Gets a line as the job is submitted and as it ends.
+    timeout : float, optional
+        Seconds after which the job is terminated and `JobError` raised with
+        ``timed_out=True``. Default None: no limit.
+
+    Returns
+    -------
+    tuple of str
+        The job's ``(stdout, stderr)``.
+
+    Raises
+    ------
+    nbpar.JobError
+        The job exited non-zero, was killed by a signal, was aborted or timed out.
+    ValueError
+        An empty command, or a bad timeout.
     """
     if touch_only is not None:
         paths = _touch(touch_only)

@@ -47,7 +47,20 @@ class CheckpointError(NbparError, ValueError):
 
 
 class WorkerDiedError(NbparError, BrokenProcessPool):
-    """A worker process died while running a task (segfault, os._exit, killed)."""
+    """A worker process died while running a task (segfault, os._exit, killed), or the
+    fork server it came from died.
+
+    A `concurrent.futures.process.BrokenProcessPool`, so code written for the stdlib's
+    executor catches it; the pool itself replaces the worker and stays usable.
+
+    Parameters
+    ----------
+    message : str
+        What happened: the worker, the item and the exit code or signal.
+    worker_id, exitcode, item, index : optional
+        The worker, its exit code (negative: the signal's number), and the item it was
+        running with its index in the input, when known; kept as attributes.
+    """
 
     def __init__(self, message, *, worker_id=None, exitcode=None, item=None, index=None):
         super().__init__(message)
@@ -72,7 +85,15 @@ class SerializationError(NbparError, TypeError):
 class StoppedError(NbparError, concurrent.futures.CancelledError):
     """A map ended by STOP or STOP_RIGHTNOW; `.report` holds what finished.
 
-    Continue it with `pool.map(func, report=err.report)`.
+    Continue it with `pool.map(func, report=err.report)`. A
+    `concurrent.futures.CancelledError`.
+
+    Parameters
+    ----------
+    message : str
+        How far the map got and how to continue it.
+    report : nbpar.Report, optional
+        The stopped map's report, kept as `.report`.
     """
 
     def __init__(self, message, report=None):
@@ -89,9 +110,27 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
 class JobError(NbparError):
     """A command run by `nbpar.run_job` failed: a non-zero exit, a signal, or an abort.
 
-    `exit_status` (int, or None when the job did not exit by itself), `signal` (e.g.
-    "SIGKILL", or None), `aborted` (terminated by the grid engine or by nbpar -- STOP_RIGHTNOW,
-    a timeout -- before it finished), `timed_out`, `stdout`, `stderr`, `job_id`, `cmd`.
+    Its parameters are kept as attributes of the same names.
+
+    Parameters
+    ----------
+    message : str
+        What failed, and how.
+    cmd : str, optional
+        The command.
+    job_id : str, optional
+        The grid engine's id of the job.
+    exit_status : int, optional
+        Its exit status, or None when the job did not exit by itself.
+    signal : str, optional
+        The signal that ended it (e.g. "SIGKILL"), or None.
+    aborted : bool, default False
+        Terminated by the grid engine or by nbpar (STOP_RIGHTNOW, a timeout) before it
+        finished.
+    timed_out : bool, default False
+        Ended by run_job's `timeout`.
+    stdout, stderr : str
+        What the job wrote.
     """
 
     def __init__(self, message, *, cmd=None, job_id=None, exit_status=None, signal=None,

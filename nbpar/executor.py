@@ -24,8 +24,32 @@ from .pool import WorkerPool
 
 
 class Executor(_Executor):
-    """submit / map / shutdown(wait, cancel_futures), with every WorkerPool option besides
-    ProcessPoolExecutor's own."""
+    """concurrent.futures.ProcessPoolExecutor's API over nbpar's engine.
+
+    `from nbpar import Executor as ProcessPoolExecutor` and code written for the stdlib runs
+    unchanged; underneath is one kept-alive `nbpar.WorkerPool` (`ex.pool`), so it gains the
+    widget and its buttons (``nbpar.PoolWidget(ex.pool)``), errors that name their item, and
+    a dead worker that fails only its own calls (`nbpar.WorkerDiedError`, a
+    `BrokenProcessPool`) while the executor stays usable.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        How many worker processes. Default: the CPU count.
+    mp_context : multiprocessing context, optional
+        Its start method becomes the pool's (``multiprocessing.get_context("spawn")``).
+        Default: nbpar's fork server.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` in each worker as it starts; if it raises, the
+        calls waiting for it fail with `BrokenProcessPool`.
+    initargs : tuple, default ()
+        Its arguments.
+    max_tasks_per_child : int, optional
+        Replace a worker after that many tasks. Default None: never.
+    **pool_options
+        Any other `nbpar.WorkerPool` option (``task_timeout=``, ``shared_objects=``, ...);
+        keep_alive is True by default, so a call costs one round trip.
+    """
 
     def __init__(self, max_workers=None, mp_context=None, initializer=None, initargs=(), *,
                  max_tasks_per_child=None, **pool_options):
@@ -53,6 +77,25 @@ class Executor(_Executor):
         return self._pool
 
     def submit(self, fn, /, *args, **kwargs):
+        """Schedule ``fn(*args, **kwargs)`` in a worker.
+
+        Parameters
+        ----------
+        fn : callable
+            The function.
+        *args, **kwargs
+            Its arguments.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Its result, or the call's error (a dead worker: `nbpar.WorkerDiedError`).
+
+        Raises
+        ------
+        RuntimeError
+            After `shutdown`.
+        """
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -66,9 +109,30 @@ class Executor(_Executor):
             self._futures.discard(future)
 
     def map(self, fn, *iterables, timeout=None, chunksize=1):
-        """Results in input order, as they come. The map runs as one job of the pool (batches
-        sized by measured task times; `chunksize` > 1 fixes their size); an item that raises
-        gives its exception when the iterator reaches it, as with the stdlib."""
+        """``fn(*args)`` for args in ``zip(*iterables)``: an iterator of the results in input
+        order, as they come.
+
+        The map runs as one job of the pool, in batches sized by measured task times, and
+        runs to its end whether or not the iterator is read (as the stdlib's does).
+
+        Parameters
+        ----------
+        fn : callable
+            The function.
+        *iterables
+            Its arguments, one iterable per parameter; read whole at once.
+        timeout : float, optional
+            Seconds from this call after which reading a result not yet there raises
+            TimeoutError. Default None: no limit.
+        chunksize : int, default 1
+            Above 1, fixes the batch size; 1 lets it adapt.
+
+        Returns
+        -------
+        iterator
+            The results in input order; an item that raised gives its exception when the
+            iterator reaches it, as with the stdlib.
+        """
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
         if not callable(fn):
@@ -84,6 +148,16 @@ class Executor(_Executor):
         return _unwrap(results)
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        """Take no more calls, and end the workers once what was given is done.
+
+        Parameters
+        ----------
+        wait : bool, default True
+            Wait for the pending calls and the workers to end.
+        cancel_futures : bool, default False
+            Cancel the calls not yet started, and stop the rest of any map (its running
+            tasks finish).
+        """
         with self._lock:
             self._shutdown = True
             pending = list(self._futures)

@@ -1,5 +1,5 @@
 """What a map does when one of its items fails: try it again, collect the error and go on, or
-stop the map -- the default, as the contract says (an error in one worker stops the others).
+stop the map -- the default (an error in one worker stops the others).
 
     pool.map(fetch, urls, retries=3, retry_on=(ConnectionError, nbpar.WorkerDiedError))
     pool.map(parse, files, on_error="collect")        # a failed item's result: its TaskError

@@ -324,12 +324,30 @@ class ResultTimeout(multiprocessing.TimeoutError, TimeoutError):
 
 
 class AsyncResult:
-    """multiprocessing's AsyncResult over a Future: get(timeout), ready(), successful(), wait()."""
+    """The result of `apply_async` or `map_async` to come, as multiprocessing's AsyncResult.
+
+    Parameters
+    ----------
+    future : concurrent.futures.Future
+        The call's future, which the pool's Boss ends.
+    """
 
     def __init__(self, future: Future):
         self._future = future
 
     def get(self, timeout=None):
+        """Wait for the result and return it, or raise the call's error.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most. Default None: as long as it takes.
+
+        Raises
+        ------
+        multiprocessing.TimeoutError
+            Not ready within `timeout` (the call goes on; `get` may be called again).
+        """
         try:
             return self._future.result(timeout)
         except TimeoutError:
@@ -338,15 +356,19 @@ class AsyncResult:
             raise
 
     def wait(self, timeout=None):
+        """Wait until the result is ready, or `timeout` seconds (None: no limit); raises
+        nothing, even for a failed call."""
         try:
             self._future.exception(timeout)
         except Exception:  # noqa: BLE001 - waiting only
             pass
 
     def ready(self) -> bool:
+        """Whether the call has ended (with a result or an error)."""
         return self._future.done()
 
     def successful(self) -> bool:
+        """Whether the call ended with a result; ValueError if it has not ended yet."""
         if not self._future.done():
             raise ValueError("the result is not ready yet")
         return not self._future.cancelled() and self._future.exception() is None

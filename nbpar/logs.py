@@ -21,7 +21,21 @@ _thread = threading.local()  # .records, .level, .worker_id: while a Dask batch 
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
-    """The logger for a task's records, `name` or "nbpar.task"."""
+    """The logger for a task's records: call it inside the task.
+
+    Its records go to the caller and are handled there by the caller's own handlers, one
+    whole record at a time, under every start method (in a notebook they also appear in the
+    widget's output pane). The level in the workers is the pool's `log_level`.
+
+    Parameters
+    ----------
+    name : str, optional
+        The logger's name. Default None: "nbpar.task".
+
+    Returns
+    -------
+    logging.Logger
+    """
     logger = logging.getLogger(name or "nbpar.task")
     if _installed and not any(isinstance(h, _ToCaller) for h in logger.handlers):
         logger.addHandler(_ToCaller())

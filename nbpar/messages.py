@@ -130,6 +130,7 @@ class WorkerSetup:
     environ: dict | None = field(default=None, repr=False)
     authkey: bytes | None = field(default=None, repr=False)  # so manager proxies connect
     inner_threads: int | None = None  # cap on BLAS/OpenMP threads in a worker process
+    pool_number: int | None = None  # the pool's place among the caller's: the process title
 
 
 # ----------------------------------------------------------------------------- on the pipe

@@ -33,7 +33,31 @@ _RUN, _CLOSE, _TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
 
 class Pool:
-    """multiprocessing.Pool over nbpar's engine (see the module's docstring)."""
+    """multiprocessing.Pool's API over nbpar's engine.
+
+    `from nbpar import Pool` and code written for multiprocessing runs unchanged; underneath
+    is one kept-alive `nbpar.WorkerPool` (`pool.pool`): the widget and its buttons, batches
+    sized by measured task times, errors that name their item, and a dead worker that fails
+    its call (`nbpar.WorkerDiedError`) instead of leaving it waiting for ever.
+
+    Parameters
+    ----------
+    processes : int, optional
+        How many worker processes. Default: the CPU count.
+    initializer : callable, optional
+        Called as ``initializer(*initargs)`` in each worker as it starts.
+    initargs : tuple, default ()
+        Its arguments.
+    maxtasksperchild : int, optional
+        Replace a worker after that many tasks. Default None: never.
+    context : multiprocessing context, optional
+        Its start method becomes the pool's. Default: nbpar's fork server.
+    progress_bar : bool, default False
+        Draw a progress bar for every `map` and `starmap` (each may say otherwise).
+    **pool_options
+        Any other `nbpar.WorkerPool` option (``task_timeout=``, ``shared_objects=``, ...);
+        keep_alive is True by default.
+    """
 
     def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
                  context=None, *, progress_bar=False, **pool_options):
@@ -60,36 +84,129 @@ class Pool:
 
     # -- single calls
     def apply(self, func, args=(), kwds={}):
+        """``func(*args, **kwds)`` in a worker; waits and returns its result (or raises its
+        error). `apply_async` takes the same arguments."""
         return self.apply_async(func, args, kwds).get()
 
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        """``func(*args, **kwds)`` in a worker, returning at once.
+
+        Parameters
+        ----------
+        func : callable
+            The function.
+        args : tuple, default ()
+            Positional arguments.
+        kwds : dict, default {}
+            Keyword arguments.
+        callback : callable, optional
+            ``callback(result)`` on success, in the pool's Boss thread (keep it quick).
+        error_callback : callable, optional
+            ``error_callback(exception)`` on failure, in the same thread.
+
+        Returns
+        -------
+        nbpar.AsyncResult
+        """
         self._check_running()
         return self._pool.apply_async(func, args, kwds, callback=callback,
                                       error_callback=error_callback)
 
     # -- maps
     def map(self, func, iterable, chunksize=None, *, progress_bar=None):
-        """func(item) for every item, as a list in input order."""
+        """``func(item)`` for every item, as a list in input order.
+
+        Parameters
+        ----------
+        func : callable
+            The function.
+        iterable : iterable
+            The items, read whole at once.
+        chunksize : int, optional
+            Items per batch. Default None: adapted to measured task times.
+        progress_bar : bool, optional
+            Draw a progress bar. Default: the constructor's `progress_bar`.
+
+        Returns
+        -------
+        list
+            The results in input order. The first error stops the map and is raised.
+        """
         return self._map(func, iterable, chunksize, False, progress_bar)
 
     def starmap(self, func, iterable, chunksize=None, *, progress_bar=None):
-        """func(*item) for every item, as a list in input order."""
+        """``func(*item)`` for every item (a tuple of arguments), as a list in input order.
+
+        Parameters
+        ----------
+        func, iterable, chunksize, progress_bar
+            As for `map`.
+        """
         return self._map(func, iterable, chunksize, True, progress_bar)
 
     def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """`map`, returning at once.
+
+        Parameters
+        ----------
+        func, iterable, chunksize
+            As for `map`.
+        callback : callable, optional
+            ``callback(results)`` with the list, in the pool's Boss thread.
+        error_callback : callable, optional
+            ``error_callback(exception)`` with the map's error, in the same thread.
+
+        Returns
+        -------
+        nbpar.AsyncResult
+            ``.get(timeout)`` gives the list.
+        """
         return self._map_async(func, iterable, chunksize, False, callback, error_callback)
 
     def starmap_async(self, func, iterable, chunksize=None, callback=None,
                       error_callback=None):
+        """`starmap`, returning at once.
+
+        Parameters
+        ----------
+        func, iterable, chunksize, callback, error_callback
+            As for `map_async`.
+
+        Returns
+        -------
+        nbpar.AsyncResult
+        """
         return self._map_async(func, iterable, chunksize, True, callback, error_callback)
 
     def imap(self, func, iterable, chunksize=1):
-        """Results in input order as they come; an item's exception is raised when the
-        iterator reaches it. `next(timeout)` as multiprocessing's."""
+        """``func(item)`` for every item: an iterator of the results in input order, as they
+        come.
+
+        Parameters
+        ----------
+        func : callable
+            The function.
+        iterable : iterable
+            The items, read whole at once.
+        chunksize : int, default 1
+            Above 1, fixes the batch size; 1 lets it adapt.
+
+        Returns
+        -------
+        iterator
+            An item's exception is raised when the iterator reaches it; its
+            ``next(timeout)`` raises multiprocessing.TimeoutError, as multiprocessing's.
+        """
         return self._imap(func, iterable, chunksize, ordered=True)
 
     def imap_unordered(self, func, iterable, chunksize=1):
-        """Results as they come, in any order."""
+        """`imap`, with the results as they come, in any order.
+
+        Parameters
+        ----------
+        func, iterable, chunksize
+            As for `imap`.
+        """
         return self._imap(func, iterable, chunksize, ordered=False)
 
     def _map(self, func, iterable, chunksize, star, progress_bar):

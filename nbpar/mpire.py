@@ -46,7 +46,26 @@ def _is_ndarray(obj) -> bool:
 
 
 class WorkerPool(_pool.WorkerPool):
-    """MPIRE's WorkerPool API (see the module's docstring); nbpar's options also work."""
+    """MPIRE's WorkerPool API over nbpar's engine: `from nbpar.mpire import WorkerPool`.
+
+    Items are unpacked as MPIRE unpacks them (a dict as keyword arguments, any other
+    iterable but str, bytes and a NumPy array as positional ones); everything else is
+    `nbpar.WorkerPool`'s, whose options also work here.
+
+    Parameters
+    ----------
+    n_jobs, shared_objects, pass_worker_id, use_worker_state, start_method, keep_alive
+        As for `nbpar.WorkerPool`.
+    daemon, use_dill, enable_insights, order_tasks
+        MPIRE's, accepted and without effect here: workers may always start processes of
+        their own, functions travel with cloudpickle when needed, and the widget and
+        `report()` show each worker's tasks and busy time.
+    cpu_ids : None
+        Pinning workers to CPUs is not supported: anything but None raises
+        NotImplementedError.
+    **nbpar_options
+        Any other `nbpar.WorkerPool` option (worker_init, worker_exit, task_timeout, ...).
+    """
 
     def __init__(self, n_jobs=None, daemon=True, cpu_ids=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, start_method=None,
@@ -62,6 +81,38 @@ class WorkerPool(_pool.WorkerPool):
     def map(self, func, iterable_of_args, iterable_len=None, max_tasks_active=None,
             chunk_size=None, n_splits=None, worker_lifespan=None, progress_bar=False,
             concatenate_numpy_output=True, **options):
+        """MPIRE's map: ``func(*leading, *args)`` for each item of `iterable_of_args`, as a
+        list in input order.
+
+        Parameters
+        ----------
+        func : callable
+            The function; each item is unpacked into its arguments (see the class).
+        iterable_of_args : iterable
+            The items.
+        iterable_len : int, optional
+            Their number, when the iterable cannot say.
+        max_tasks_active : int, optional
+            Items in flight at most.
+        chunk_size : int, optional
+            Items per batch. Default None: adapted to measured task times.
+        n_splits : int, optional
+            The items in about that many batches (when `chunk_size` is not given).
+        worker_lifespan : int, optional
+            Tasks a worker runs before it is replaced.
+        progress_bar : bool, default False
+            Draw a progress bar.
+        concatenate_numpy_output : bool, default True
+            When every result is a NumPy array, return them concatenated into one.
+        **options
+            MPIRE's per-call worker_init, worker_exit and task_timeout, and every other
+            keyword of `nbpar.WorkerPool.map` (retries, on_error, ...).
+            progress_bar_options and progress_bar_style are accepted and ignored.
+
+        Returns
+        -------
+        list or numpy.ndarray
+        """
         results = super().map(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
@@ -70,6 +121,13 @@ class WorkerPool(_pool.WorkerPool):
     def map_unordered(self, func, iterable_of_args, iterable_len=None, max_tasks_active=None,
                       chunk_size=None, n_splits=None, worker_lifespan=None, progress_bar=False,
                       **options):
+        """`map` with the results in completion order (a list).
+
+        Parameters
+        ----------
+        func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
+            As for `map`.
+        """
         return super().map_unordered(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
@@ -77,6 +135,13 @@ class WorkerPool(_pool.WorkerPool):
     def imap(self, func, iterable_of_args, iterable_len=None, max_tasks_active=None,
              chunk_size=None, n_splits=None, worker_lifespan=None, progress_bar=False,
              **options):
+        """`map` as an iterator of the results in input order, as they come.
+
+        Parameters
+        ----------
+        func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
+            As for `map`; the iterable is read lazily.
+        """
         return super().imap(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
@@ -84,14 +149,41 @@ class WorkerPool(_pool.WorkerPool):
     def imap_unordered(self, func, iterable_of_args, iterable_len=None, max_tasks_active=None,
                        chunk_size=None, n_splits=None, worker_lifespan=None,
                        progress_bar=False, **options):
+        """`imap` with the results in completion order.
+
+        Parameters
+        ----------
+        func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
+            As for `map`; the iterable is read lazily.
+        """
         return super().imap_unordered(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
 
     def apply_async(self, func, args=(), kwargs=None, callback=None, error_callback=None,
                     **options):
-        """func called as MPIRE calls it: an iterable `args` unpacked, anything else as the
-        one argument."""
+        """One call of `func` in a worker, as MPIRE makes it; returns at once.
+
+        Parameters
+        ----------
+        func : callable
+            The function.
+        args : object, default ()
+            Its positional arguments: an iterable (but str, bytes, a NumPy array) is
+            unpacked, anything else is the one argument.
+        kwargs : dict, optional
+            Its keyword arguments.
+        callback : callable, optional
+            ``callback(result)`` on success, in the pool's Boss thread (keep it quick).
+        error_callback : callable, optional
+            ``error_callback(exception)`` on failure, in the same thread.
+        **options
+            As for `nbpar.WorkerPool.apply_async` (worker_init, task_timeout, retries, ...).
+
+        Returns
+        -------
+        nbpar.AsyncResult
+        """
         _refuse_unsupported(options)
         if not (isinstance(args, Iterable) and not isinstance(args, (str, bytes))
                   and not _is_ndarray(args)):
@@ -101,17 +193,36 @@ class WorkerPool(_pool.WorkerPool):
 
     def apply(self, func, args=(), kwargs=None, callback=None, error_callback=None,
               **options):
+        """`apply_async`, waited for: returns the result or raises the call's error.
+
+        Parameters
+        ----------
+        func, args, kwargs, callback, error_callback, **options
+            As for `apply_async`.
+        """
         return self.apply_async(func, args, kwargs, callback, error_callback,
                                 **options).get()
 
     def stop_and_join(self, keep_alive=False):
         """MPIRE's: let the pending work finish, then end the workers (raising a
-        worker_exit error, if any)."""
+        worker_exit error, if any).
+
+        Parameters
+        ----------
+        keep_alive : bool, default False
+            MPIRE's; the workers end either way.
+        """
         self.close()
         super().join()
 
     def join(self, keep_alive=False):
-        """MPIRE's join: as stop_and_join (nbpar's own join only waits for a closed pool)."""
+        """MPIRE's join: as `stop_and_join` (nbpar's own join only waits for a closed pool).
+
+        Parameters
+        ----------
+        keep_alive : bool, default False
+            MPIRE's; the workers end either way.
+        """
         self.stop_and_join()
 
 

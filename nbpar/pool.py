@@ -81,11 +81,90 @@ class _Call:
 
 
 class WorkerPool(AsyncMaps):
-    """A pool of worker processes (fork / forkserver / spawn) or threads, run by a Boss;
-    with backend="dask", of slots running batches on a Dask cluster (backends/dask).
+    """A pool of workers for parallel maps that you can watch and steer while they run.
 
-    See the README and contract: `map`, `map_unordered`, `imap`, `imap_unordered`, `starmap`,
-    `apply_async`, `submit`, and `halt` / `resume` / `stop` / `report` while a map runs.
+    The workers are processes (started by nbpar's fork server, by fork or by spawn) or
+    threads of the caller; with backend="dask", slots that run batches on a Dask cluster.
+    They start with the first map or call. Each pool has a Boss, a thread of the caller that
+    owns the pending work: `halt`, `resume`, `stop` and `report` reach it from any thread
+    (a progress bar, a widget's buttons, your own code) while a map runs.
+
+    The function of a map is called as ``func([worker_id,] [shared_objects,]
+    [worker_state,] item)``, the leading arguments only when switched on below.
+
+    Parameters
+    ----------
+    n_jobs : int, optional
+        How many workers. Default: the CPU count (with backend="dask": the cluster's
+        worker threads).
+    start_method : {"forkserver", "fork", "spawn", "threading"}, optional
+        How the workers start. Default "forkserver": forked from nbpar's own clean,
+        single-threaded server, which loads the shared objects once and shares them
+        copy-on-write, so the (always multi-threaded) Jupyter kernel is never forked.
+        "fork" forks the caller (workers inherit everything, nothing is pickled), "spawn"
+        starts a fresh interpreter per worker, "threading" runs threads of the caller.
+    shared_objects : object, optional
+        Handed to every call of the function (and of the hooks) before the item. They reach
+        each worker once per pool, not once per task; NumPy arrays among them are put in
+        shared memory, so n workers hold one copy. Default None: not passed.
+    pass_worker_id : bool, default False
+        Pass the worker's id (0 .. n_jobs - 1) as the first argument.
+    use_worker_state : bool, default False
+        Pass a dict private to each worker and kept between its tasks (a cache, a
+        connection), after the shared objects.
+    worker_init : callable, optional
+        Called in each worker as it starts, with the leading arguments the function gets
+        (no item): per-worker set-up such as loading a model into the worker state.
+    worker_exit : callable, optional
+        Called in each worker as it retires, with the same leading arguments; what it
+        returns is in `get_exit_results()`. If it raises, the map (or `join`) raises that.
+    task_timeout : float, optional
+        Seconds a task may run. One running longer fails with `nbpar.TaskTimeoutError`
+        naming its item, and its worker is replaced. Default None: no limit.
+    max_tasks_per_worker : int, optional
+        Replace a worker after that many tasks, against memory that a library leaks.
+        Default None: never.
+    scheduler : nbpar.Scheduler, optional
+        A policy the Boss asks before it starts any task (`MaxThreadsScheduler`,
+        `MaxMemoryScheduler`, `LongerFirstScheduler`, or a subclass of your own).
+        Default None: every free worker takes work.
+    keep_alive : bool, default False
+        Keep the workers between maps and calls (worker_init runs once), so a call costs
+        one round trip instead of two worker starts. By default they retire once no work is
+        left and the next map starts them again.
+    on_output : callable, optional
+        ``on_output(worker_id, stream, line)`` gets every line the workers print (stream
+        "stdout" or "stderr"; also settable as `pool.on_output`). Default: the caller's
+        stdout and stderr, each line tagged "[worker N]".
+    log_level : int, optional
+        The level of `nbpar.get_logger()` loggers in the workers, whose records are
+        handled by the caller's handlers. Default None: logging.INFO.
+    backend : {None, "local", "dask"}, optional
+        "dask" runs the workers as slots on a Dask cluster (give `client`). Default None:
+        workers on this machine.
+    client : dask.distributed.Client, cluster or str, optional
+        For backend="dask": a client, a cluster object or a scheduler's address (a client
+        made from an address is closed with the pool). Default None: Dask's default client.
+    max_worker_memory : float, optional
+        Bytes of its own memory (unique set size) past which a worker process is replaced
+        after its task, as loky's memory-leak guard. Default None: no limit.
+    inner_threads : int, optional
+        Threads of BLAS and OpenMP (NumPy, SciPy, ...) in each worker process. Default None:
+        cores // n_jobs, so n workers do not fight over the cores with n times as many
+        threads.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A bad option, named with its value.
+    nbpar.SerializationError
+        Under forkserver and spawn: the shared objects, worker_init or worker_exit cannot
+        be pickled (naming which and why).
+
+    Examples
+    --------
+    >>> with nbpar.WorkerPool(4) as pool:
+    ...     squares = pool.map(square, range(100), progress_bar=True)
     """
 
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
@@ -172,12 +251,27 @@ class WorkerPool(AsyncMaps):
             self.join()
 
     def close(self):
-        """Accept no new work; workers retire once what is pending is done."""
+        """Accept no new work; the workers retire once what is pending is done.
+
+        A map or call after `close` raises RuntimeError. Follow with `join` to wait for the
+        workers; the `with` block does both.
+        """
         self._closed = True
         self._signal(Signal.END)
 
     def join(self, timeout=None):
-        """Wait for the Boss and every worker to be gone; raises a worker_exit error, if any."""
+        """Wait for the Boss and every worker to be gone, after `close` or `terminate`.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most. Default None: until they are gone.
+
+        Raises
+        ------
+        Exception
+            What a worker_exit raised after the last map, if it did (else it would be lost).
+        """
         self._boss.thread.join(timeout)
         if not self._boss.thread.is_alive():
             self._finalizer.detach()
@@ -186,7 +280,10 @@ class WorkerPool(AsyncMaps):
                 raise error
 
     def terminate(self):
-        """Kill every worker now and end the Boss."""
+        """Kill every worker now and end the Boss; what was running is lost.
+
+        The `with` block calls it when its body raises (else `close` and `join`).
+        """
         self._closed = True
         self._signal(Signal.STOP_RIGHTNOW)
         self._signal(Signal.END)
@@ -204,20 +301,54 @@ class WorkerPool(AsyncMaps):
 
     # -- control
     def halt(self):
+        """Start no new task until `resume`; the running ones finish (HALT).
+
+        Safe from any thread while a map runs in another; it acts within one batch. HALT
+        lasts across maps until `resume`, `stop` or `stop(now=True)`.
+        """
         self._signal(Signal.HALT)
 
     def resume(self):
+        """Start work again after `halt` (RESUME); safe from any thread."""
         self._signal(Signal.RESUME)
 
     def stop(self, now=False):
+        """End the running map early; safe from any thread.
+
+        The map then raises `nbpar.StoppedError`, whose `.report` holds what finished:
+        ``pool.map(func, report=err.report)`` runs only what is pending.
+
+        Parameters
+        ----------
+        now : bool, default False
+            False (STOP): start nothing more and let the running tasks finish. True
+            (STOP_RIGHTNOW): kill the running tasks at once (their workers are replaced);
+            what they were running counts as pending.
+        """
         self._signal(Signal.STOP_RIGHTNOW if now else Signal.STOP)
 
     def send(self, signal: Signal, for_map: int | None = None):
-        """Send any Signal on the Boss's control pipe.
+        """Send any signal on the Boss's control pipe; safe from any thread.
 
-        `for_map`: the `job_id` of the map (from its Report) the signal is meant for. The Boss
-        drops it if that map has ended by the time it arrives, so a late click never acts
-        on the next map; and a HALT made for a map ends with that map.
+        Parameters
+        ----------
+        signal : nbpar.Signal
+            HALT, RESUME, STOP, STOP_RIGHTNOW, END, STOP_LISTENING or SEND_REPORT (see
+            `nbpar.Signal`); `halt`, `resume` and `stop` are shorthands.
+        for_map : int, optional
+            The `job_id` of the map (from its Report) the signal is meant for. The Boss drops
+            it if that map has ended by the time it arrives, so a late click never acts on
+            the next map; and a HALT made for a map ends with that map.
+
+        Returns
+        -------
+        nbpar.Report or None
+            The report, for SEND_REPORT; else None.
+
+        Raises
+        ------
+        TypeError
+            `signal` is not an `nbpar.Signal`.
         """
         if not isinstance(signal, Signal):
             raise TypeError(f"expected an nbpar.Signal, got {describe(signal)}")
@@ -236,17 +367,47 @@ class WorkerPool(AsyncMaps):
                 pass
 
     def report(self) -> Report:
-        """A snapshot of the latest map and the workers, at any moment, from any thread."""
+        """A snapshot of the latest map and of the workers, at any moment, from any thread.
+
+        Returns
+        -------
+        nbpar.Report
+            Immutable: its status, counts, results, errors, pending items and each worker's
+            state stay as they were when taken, while the map goes on. A stopped map's
+            report continues it: ``pool.map(func, report=pool.report())``.
+        """
         report = self._boss.report()
         annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
         return report if annotate is None else annotate(report)
 
     def get_exit_results(self) -> list:
+        """What `worker_exit` returned in each worker that ran it, as MPIRE's method.
+
+        Returns
+        -------
+        list
+            One result per retired worker that had a worker_exit, of the latest map.
+        """
         return list(self.report().exit_results)
 
     def set_shared_objects(self, shared_objects):
-        """Replace the shared objects for the next map; kept-alive workers, which hold the
-        old ones, are retired first and replaced when work comes."""
+        """Replace the shared objects for the next maps.
+
+        Kept-alive workers, which hold the old ones, are retired first and replaced when
+        work comes.
+
+        Parameters
+        ----------
+        shared_objects : object
+            The new shared objects, as for the constructor's `shared_objects` (None: none).
+
+        Raises
+        ------
+        RuntimeError
+            A map is running.
+        nbpar.SerializationError
+            They cannot be pickled (forkserver, spawn).
+        """
         self._check_idle("set_shared_objects")
         prepared = self._backend.prepare(shared_objects)  # pickling errors surface here
         self.shared_objects = shared_objects
@@ -261,6 +422,70 @@ class WorkerPool(AsyncMaps):
     def map(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
             iterable_len=None, limit=None, report=None, checkpoint=None,
             memory=None, duration=None, **options):
+        """Call `func` on every item in parallel; the results as a list, in input order.
+
+        The items travel in batches sized from measured task times. The call blocks until
+        the map ends; from another thread, `halt`, `resume`, `stop` and `report` steer and
+        watch it. In a notebook, ``await pool.map_async(...)`` keeps the widget's buttons live.
+
+        Parameters
+        ----------
+        func : callable
+            Called as ``func([worker_id,] [shared_objects,] [worker_state,] item)``. It may
+            be defined anywhere, a notebook cell included (sent by value when needed).
+        iterable : iterable, optional
+            The items, read whole at the start. Left out when continuing with `report`.
+        chunk_size : int, optional
+            Items per batch. Default None: adapted so that a batch takes about 20 ms (tiny
+            tasks go in few messages, slow ones one at a time, and HALT bites within one).
+        progress_bar : bool, default False
+            Draw tqdm's progress bar (its notebook form in Jupyter) while the map runs.
+        iterable_len : int, optional
+            The number of items, checked against what the iterable gives.
+        limit : nbpar.JobsLimit, optional
+            A cap on how many of this map's tasks run at once, shared by every map that
+            names the same limit (also in other threads).
+        report : nbpar.Report, optional
+            The report of a stopped or failed map of the same function: run only what it
+            left pending or failed, and return the full list.
+        checkpoint : str or os.PathLike, optional
+            A file recording each result as it arrives; the same map with the same
+            checkpoint, after an error, a STOP, a crash or a kernel restart, runs only what
+            is missing. It holds pickles: load only checkpoints you trust.
+        memory : callable, optional
+            ``memory(item)``: the bytes its task needs, for `MaxMemoryScheduler`.
+        duration : callable, optional
+            ``duration(item)``: its relative length, for `LongerFirstScheduler`.
+        **options
+            This call's own settings, in place of the pool's: `worker_init`,
+            `worker_exit`, `task_timeout`, `worker_lifespan` (tasks a worker runs before it
+            is replaced), `max_tasks_active` (items in flight at most), `n_splits` (the
+            items in about that many batches). And what a failure does: `retries` (run a
+            failed item up to that many more times, default 0), `retry_on` (the exception
+            types retried, default Exception; also WorkerDiedError, TaskTimeoutError),
+            `on_error` ("raise", the default, stops the map at its first error;
+            "collect" puts a `TaskError`, or `default`, in the failed item's place and
+            finishes the map).
+
+        Returns
+        -------
+        list
+            One result per item, in input order.
+
+        Raises
+        ------
+        Exception
+            What `func` raised, of its own type, naming the item, with the worker's
+            traceback as its ``__cause__``; what had finished stays in `report()`.
+        nbpar.StoppedError
+            The map was stopped; ``pool.map(func, report=err.report)`` continues it.
+        nbpar.WorkerDiedError, nbpar.TaskTimeoutError, nbpar.SerializationError
+            A worker died, a task ran past its timeout, or an item or a result could not
+            be pickled; each names the item.
+        KeyboardInterrupt
+            Ctrl-C or Jupyter's interrupt: the running tasks are stopped at once and what
+            finished is kept in `report()`.
+        """
         opts = CallOptions.parse(options, "map")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
@@ -272,6 +497,21 @@ class WorkerPool(AsyncMaps):
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
                 memory=None, duration=None, **options):
+        """`map` for functions of several arguments: each item is a tuple, unpacked.
+
+        ``pool.starmap(pow, [(2, 3), (5, 2)])`` returns ``[8, 25]``. (`map` never unpacks:
+        a tuple item stays one argument.)
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, memory, duration, **options
+            As for `map`, but `func` is called as ``func(*leading, *item)``.
+
+        Returns
+        -------
+        list
+            One result per item, in input order. Raises as `map`.
+        """
         opts = CallOptions.parse(options, "starmap")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
@@ -283,6 +523,18 @@ class WorkerPool(AsyncMaps):
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
                       memory=None, duration=None, **options):
+        """`map`, with the results in the order they finished (not in input order).
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, memory, duration, **options
+            As for `map`.
+
+        Returns
+        -------
+        list
+            One result per item, in completion order. Raises as `map`.
+        """
         opts = CallOptions.parse(options, "map_unordered")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
@@ -293,20 +545,80 @@ class WorkerPool(AsyncMaps):
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
              iterable_len=None, limit=None, **options):
+        """`map` as an iterator: each result in input order, as soon as it and those
+        before it are there.
+
+        The map starts when the iterator is first read; dropping the iterator early
+        (``break``) cancels the rest. Its results go to you, not to `report()`, so an
+        imap cannot be continued with `report=`.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+            As for `map`. The iterable is read lazily, a bounded way ahead of the
+            consumer, so it may be endless or larger than memory; `iterable_len` gives
+            the progress bar its total when the iterable has no len().
+
+        Yields
+        ------
+        object
+            The results, in input order. An input that raises midway yields every result
+            of what was read before it, then raises the input's own error; otherwise
+            raises as `map`.
+        """
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
                             progress_bar=progress_bar,
                             opts=CallOptions.parse(options, "imap"))
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
                        iterable_len=None, limit=None, **options):
+        """`imap`, with each result as soon as it finishes, in any order.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+            As for `map`. The iterable is read lazily, a bounded way ahead of the
+            consumer, so it may be endless or larger than memory; `iterable_len` gives
+            the progress bar its total when the iterable has no len().
+
+        Yields
+        ------
+        object
+            The results, in completion order. Raises as `imap`.
+        """
         return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
                             progress_bar=progress_bar,
                             opts=CallOptions.parse(options, "imap_unordered"))
 
     def apply_async(self, func, args=(), kwargs=None, *, callback=None, error_callback=None,
                     **options) -> AsyncResult:
-        """func(*args, **kwargs) as an AsyncResult; `callback(result)` or
-        `error_callback(exception)` run in the Boss thread when it ends (keep them quick)."""
+        """One call, ``func(*args, **kwargs)``, in a worker; returns at once.
+
+        As multiprocessing's and MPIRE's `apply_async`. Each call is a job of its own, so
+        many may be in flight (for many calls of one function, a map is faster).
+
+        Parameters
+        ----------
+        func : callable
+            Called with the pool's leading arguments, if any, then `args` and `kwargs`.
+        args : tuple, default ()
+            Positional arguments.
+        kwargs : dict, optional
+            Keyword arguments.
+        callback : callable, optional
+            ``callback(result)`` when the call succeeds, in the Boss's thread (keep it
+            quick: the Boss waits for it).
+        error_callback : callable, optional
+            ``error_callback(exception)`` when it fails, in the Boss's thread.
+        **options
+            As for `map`: `worker_init`, `worker_exit`, `task_timeout`,
+            `worker_lifespan`, `retries`, `retry_on`.
+
+        Returns
+        -------
+        nbpar.AsyncResult
+            ``.get(timeout)`` gives the result or raises the call's error.
+        """
         opts = CallOptions.parse(options, "apply_async")
         check_callbacks(callback, error_callback)
         future = self._single(func, args, kwargs or {}, opts)
@@ -314,8 +626,26 @@ class WorkerPool(AsyncMaps):
         return AsyncResult(future)
 
     def submit(self, func, /, *args, **kwargs) -> Future:
-        """One call, func(*args, **kwargs), as a concurrent.futures.Future (keywords named
-        `func` or `self` reach the function too)."""
+        """One call, ``func(*args, **kwargs)``, in a worker, as a concurrent.futures.Future.
+
+        As `ProcessPoolExecutor.submit`; keywords named ``func`` or ``self`` reach the
+        function too.
+
+        Parameters
+        ----------
+        func : callable
+            Called with the pool's leading arguments, if any, then `args` and `kwargs`.
+        *args
+            Positional arguments.
+        **kwargs
+            Keyword arguments.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Its ``result()`` is the call's result, or raises its error (a dead worker:
+            `nbpar.WorkerDiedError`).
+        """
         return self._single(func, args, kwargs, NONE)
 
     def _single(self, func, args, kwargs, opts) -> Future:

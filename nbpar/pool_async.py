@@ -25,7 +25,24 @@ class AsyncMaps:
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                         iterable_len=None, limit=None, report=None, checkpoint=None,
                         **options):
-        """`map` for asyncio: the result list, in input order."""
+        """`map`, awaited: ``results = await pool.map_async(func, items)``.
+
+        The event loop stays free while the map runs, so in a notebook the widget's HALT,
+        RESUME and STOP buttons act while the cell awaits. Cancelling the awaiting task
+        (or Jupyter's interrupt) stops the map at once and keeps what finished in `report()`.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, iterable_len, limit, report, checkpoint, **options
+            As for `map`.
+        progress_bar : bool, default False
+            In a notebook, show the pool's widget with its buttons; elsewhere tqdm's bar.
+
+        Returns
+        -------
+        list
+            One result per item, in input order. Raises as `map`.
+        """
         opts = CallOptions.parse(options, "map_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
@@ -36,7 +53,18 @@ class AsyncMaps:
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                             iterable_len=None, limit=None, report=None, checkpoint=None,
                             **options):
-        """`starmap` for asyncio."""
+        """`starmap`, awaited: each item a tuple of arguments, unpacked.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, **options
+            As for `map_async`.
+
+        Returns
+        -------
+        list
+            One result per item, in input order. Raises as `map`.
+        """
         opts = CallOptions.parse(options, "starmap_async")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
@@ -46,7 +74,20 @@ class AsyncMaps:
 
     def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
                    iterable_len=None, limit=None, **options):
-        """`imap` as an async iterator: `async for result in pool.imap_async(f, items)`."""
+        """`imap` as an async iterator: ``async for result in pool.imap_async(f, items)``.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, iterable_len, limit, **options
+            As for `imap`.
+        progress_bar : bool, default False
+            As for `map_async`.
+
+        Returns
+        -------
+        async iterator
+            The results in input order. Raises as `imap`.
+        """
         opts = CallOptions.parse(options, "imap_async")
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
         self._configure(job, opts)
@@ -54,7 +95,18 @@ class AsyncMaps:
 
     def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
                              iterable_len=None, limit=None, **options):
-        """`imap_unordered` as an async iterator."""
+        """`imap_unordered` as an async iterator: the results as they finish.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+            As for `imap_async`.
+
+        Returns
+        -------
+        async iterator
+            The results in completion order. Raises as `imap`.
+        """
         opts = CallOptions.parse(options, "imap_unordered_async")
         job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
         self._configure(job, opts)

@@ -16,7 +16,31 @@ _MISSING = object()
 
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
-    """One worker as the Boss sees it."""
+    """One worker as the Boss saw it when the report was taken (`Report.workers`).
+
+    Attributes
+    ----------
+    id : int
+        The worker's id, 0 .. n_jobs - 1 (what `pass_worker_id` passes).
+    pid : int or None
+        Its process id (threads: the caller's), None before it started.
+    state : str
+        "starting", "idle", "busy", "retiring" or "dead".
+    tasks_done : int
+        Tasks it finished.
+    busy : float
+        Seconds it spent running tasks.
+    current_item : object
+        The item it is running, if busy.
+    current_index : int or None
+        That item's index in the input.
+    where : str or None
+        Where it runs when that is not this machine (the Dask worker's address).
+    memory : float or None
+        Its own memory (unique set size, bytes) when last measured.
+    recycled : int or None
+        Times it was replaced for `max_worker_memory` (None: no such limit).
+    """
 
     id: int
     pid: int | None
@@ -32,7 +56,26 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class TaskError:
-    """A task that failed: what it was, where, and why."""
+    """A task that failed: what it was, where, and why (`Report.errors`, `Report.retried`,
+    and in a map's results with ``on_error="collect"``).
+
+    Attributes
+    ----------
+    item : object
+        The input item (None for an error of the input iterable itself).
+    index : int or None
+        Its index in the input.
+    type : str
+        The exception's type name, e.g. "ValueError".
+    message : str
+        The exception's message.
+    traceback : str
+        The worker's traceback, formatted by the caller.
+    worker_id : int or None
+        The worker that ran it.
+    attempt : int
+        Which run of the item this was (``retries=N`` runs it up to N + 1 times).
+    """
 
     item: Any
     index: int | None
@@ -128,14 +171,48 @@ class _LedgerView:
 
 @dataclass(frozen=True)
 class Report:
-    """A snapshot of a map and of the pool's workers.
+    """A snapshot of a map and of the pool's workers, from `pool.report()` at any moment.
 
-    `status` is one of "idle", "running", "halted", "finished", "stopped", "failed".
-    `results` maps index -> result for what finished; `errors` the items that failed;
-    `pending` lists the items not yet run, in input order (`pending_indices` their indices):
-    every item is in exactly one of the three. For an iterator map (imap), results
-    go to the consumer and are not kept here, and `pending` holds only the items already
-    read: the unread rest of the input is carried along for `pool.map(func, report=...)`.
+    Immutable: it stays as it was when taken while the map goes on, and costs little to take
+    (`results` and `pending` are computed when read). Every item is in exactly one of
+    `results`, `errors` and `pending`. A stopped or failed map's report continues it:
+    ``pool.map(func, report=report)`` runs only what is pending or failed.
+
+    Attributes
+    ----------
+    status : str
+        "idle", "running", "halted", "finished", "stopped" or "failed".
+    total : int or None
+        The map's items (None: an iterator of unknown length).
+    done : int
+        Items finished.
+    failed : int
+        Items failed for good.
+    elapsed : float
+        Seconds since the map started.
+    workers : tuple of WorkerInfo
+        Each worker: state, tasks done, busy time, current item.
+    errors : tuple of TaskError
+        The items that failed for good (with ``on_error="raise"``, the one that stopped
+        the map).
+    exit_results : tuple
+        What `worker_exit` returned in each worker that ran it.
+    func_name : str or None
+        The mapped function's qualified name, checked when the report continues a map.
+    job_id : int or None
+        The map's number in its pool.
+    retried : tuple of TaskError
+        The failed attempts that ran again (``retries=N``).
+    results : dict
+        index -> result, for what finished. An iterator map's (imap's) results go to its
+        consumer and are not kept here.
+    pending : list
+        The items not yet run, in input order; for an imap, only those already read (the
+        unread rest of the input is carried along for a continuation).
+    pending_indices : list
+        Their indices.
+    attempts : dict
+        index -> how many times the item ran, for those that ran more than once.
     """
 
     status: str
@@ -162,14 +239,17 @@ class Report:
 
     @property
     def results(self) -> dict:
+        """index -> result, for the items finished when the report was taken."""
         return self._view.results() if self._view is not None else {}
 
     @property
     def pending(self) -> list:
+        """The items not yet run, in input order (neither finished nor failed)."""
         return [item for _, item in self._pending_pairs()]
 
     @property
     def pending_indices(self) -> list:
+        """The input indices of `pending`."""
         return [index for index, _ in self._pending_pairs()]
 
     def _pending_pairs(self):

@@ -38,10 +38,41 @@ class Scheduler:
     wants_rss = False  # ask the Boss to measure workers' RSS after each batch
 
     def capacity(self, job, running: Running, history=()) -> int | None:
+        """How many more workers may start work of `job` now; the Boss asks before it
+        starts any task.
+
+        Parameters
+        ----------
+        job : state.Job
+            The map (or single call) that has work waiting: its `id`, `total`,
+            `next_memory()` and `durations()`.
+        running : Running
+            What runs now: busy workers in all (`total`) and per map (`by_job`), and the
+            memory the workers hold (`memory`, bytes).
+        history : tuple of nbpar.Report, default ()
+            The reports of the pool's latest finished maps.
+
+        Returns
+        -------
+        int or None
+            A number of workers (0: wait until something finishes), or None for no limit.
+        """
         return None
 
     def order(self, job) -> list | None:
-        """A permutation of the map's pending items (positions), or None to keep them."""
+        """The order in which a map's items start, asked once before its first task.
+
+        Parameters
+        ----------
+        job : state.Job
+            The map; `job.durations()` gives what it declared with `duration=`.
+
+        Returns
+        -------
+        list or None
+            A permutation of the positions of its pending items, or None to keep the
+            input order.
+        """
         return None
 
     def __repr__(self):
@@ -49,7 +80,13 @@ class Scheduler:
 
 
 class MaxThreadsScheduler(Scheduler):
-    """At most `n` tasks run at once across every map of the pool."""
+    """At most `n` tasks run at once across every map of the pool.
+
+    Parameters
+    ----------
+    n : int
+        The cap; fewer than the pool's workers leaves the others idle.
+    """
 
     def __init__(self, n: int):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -67,8 +104,13 @@ class MaxMemoryScheduler(Scheduler):
     """Start a task only if the memory it declares (`map(..., memory=lambda item: bytes)`)
     fits under `limit_bytes` beside what the workers hold: their measured memory (unique set
     size, taken when a worker starts and after each of its batches) plus what their running
-    tasks declared. One
-    task always may run, even if it alone declares more than the limit."""
+    tasks declared. One task always may run, even if it alone declares more than the limit.
+
+    Parameters
+    ----------
+    limit_bytes : float
+        The memory, in bytes, that the workers and their running tasks may hold together.
+    """
 
     wants_rss = True
 
@@ -100,8 +142,17 @@ class LongerFirstScheduler(Scheduler):
 
 
 class JobsLimit:
-    """`limit=JobsLimit(n, name)` on a map: at most n of its tasks run at once; maps naming
-    the same limit share one cap (Ruffus's `@jobs_limit(n, "name")`)."""
+    """A cap on running tasks, given to maps as ``limit=``; maps naming the same limit
+    share one cap, also when they run at once from several threads (Ruffus's
+    ``@jobs_limit(n, "name")``): e.g. three downloads from one server at most.
+
+    Parameters
+    ----------
+    n : int
+        Tasks of the maps under this limit that may run at once.
+    name : str, optional
+        Limits made with the same name are one cap. Default None: this object alone.
+    """
 
     def __init__(self, n: int, name: str | None = None):
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:

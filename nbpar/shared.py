@@ -191,9 +191,25 @@ _owned_arrays: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()  # 
 
 
 def shared_array(data=None, *, shape=None, dtype=None):
-    """An array that lives in shared memory from the start: nbpar hands it (and C-contiguous
-    views of it) to workers by name under every start method, so even the caller holds no
-    second copy. Give `data` to copy it in once (then drop the original), or shape/dtype."""
+    """A NumPy array that lives in shared memory from the start.
+
+    nbpar hands it (and C-contiguous views of it) to workers by name under every start
+    method, so even the caller holds no second copy (a plain array among the shared objects
+    is copied into shared memory, making two). The memory is freed when the array is.
+
+    Parameters
+    ----------
+    data : array_like, optional
+        Copied in once (then drop the original); gives the shape and dtype.
+    shape : int or tuple of int, optional
+        Without `data`: the shape of a new, zero-filled array.
+    dtype : data-type, optional
+        Without `data`: its type. Default float.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
     import numpy as np
     if data is not None:
         data = np.asarray(data)

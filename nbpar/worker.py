@@ -23,6 +23,7 @@ from functools import partial
 from . import messages as m
 from . import tracebacks
 from .errors import SerializationError, capture, describe
+from .titles import set_title, worker_titles
 
 _perf = time.perf_counter
 
@@ -220,6 +221,7 @@ def _flush():
 def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     """Entry point of a worker process, the same for fork, forkserver and spawn. `shared` is
     the pool's bundle: shared objects, worker_init and worker_exit (bundle.py)."""
+    set_title(*worker_titles(setup.worker_id, setup.pool_number))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _own_process_group()
     _allow_children()

@@ -2,7 +2,8 @@
 
 Allowed to outlive a test: the long-lived helpers that are direct children of the test process,
 multiprocessing's resource tracker and nbpar's fork server (but not the workers it forks: they
-inherit its command line, so helpers are told apart by being our direct children).
+carry its title until they set their own, so helpers are told apart by being our direct
+children).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 SHM_DIR = "/dev/shm"
 SHM_PREFIXES = (f"nbpar-{os.getpid()}-",)  # nbpar names its segments after the creating process
-HELPERS = ("resource_tracker", "nbpar.backends.forkserver")
+HELPERS = ("resource_tracker", "nbpar.backends.forkserver", "nbpar fork server")
 GRACE = 3.0  # seconds a leftover process gets to go away on its own
 
 

@@ -236,8 +236,10 @@ def serve(fd: int) -> None:
     from .. import worker
     from ..bundle import open_bundle
     from ..shared import Packed
+    from ..titles import SERVER_TITLES, set_title
     from .process import kill_group
 
+    set_title(*SERVER_TITLES)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     ctx = multiprocessing.get_context("fork")
     main = Connection(fd)

@@ -9,6 +9,7 @@ worker starts are inherited too (`WorkerSetup.funcs`); the other methods get the
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import pickle
@@ -67,11 +68,15 @@ def _detach(dupfd):
     return dupfd.detach()
 
 
+_POOL_NUMBERS = itertools.count(1)  # pools of this process in order: their workers' titles
+
+
 class ProcessBackend:
     can_kill = True
 
     def __init__(self, start_method, n_workers, shared_objects, hooks=(None, None)):
         self.method = start_method
+        self.number = next(_POOL_NUMBERS)  # "nbpar worker 1 (pool 3)" in ps and top
         self.board = ProgressBoard(n_workers, named=start_method != "fork")
         self.link = None
         self.hooks = tuple(hooks)  # worker_init, worker_exit: they travel with the objects
@@ -124,7 +129,7 @@ class ProcessBackend:
         self.link.share(self.bundle.packed)
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
-        setup = _with_progress(setup, self.board.handle)
+        setup = replace(_with_progress(setup, self.board.handle), pool_number=self.number)
         inherited = set(setup.funcs or ()) if self.method == "fork" else set()
         setup_funcs = setup.funcs or {}
         if not inherited:

@@ -63,6 +63,23 @@ class PoolWidget:
     with their remote tracebacks, the worker output pane and the control buttons; the final
     state in colour when the map ends. `close()` stops following the pool (the view stays).
     The view itself is `.box` (an ipywidgets VBox), for embedding in other layouts.
+
+    Parameters
+    ----------
+    pool : nbpar.WorkerPool
+        The pool to follow (`.pool` of an `nbpar.Pool` or `nbpar.Executor`); the widget
+        holds it weakly, so it never keeps a pool alive.
+    interval : float, default 0.1
+        Seconds between redraws, at most (JupyterLab drops output past ~1,000 messages a
+        second).
+    max_lines : int, default 1000
+        Lines of worker output the pane keeps.
+    for_map : bool, default False
+        Made for a map about to start (as `for_map` makes it): redraw at `interval` from
+        the start. Otherwise, while no map runs, it checks the pool once a second only.
+    live : bool, default True
+        False when the cell blocks the kernel: the widget then says that its buttons act
+        only once the cell ends.
     """
 
     def __init__(self, pool, *, interval=REFRESH_INTERVAL, max_lines=MAX_LINES,
@@ -92,7 +109,17 @@ class PoolWidget:
     @classmethod
     def for_map(cls, pool, *, live=True, show=True):
         """A widget for the map about to run: shown, with the pool's output routed to it
-        until `close()`."""
+        until `close()`.
+
+        Parameters
+        ----------
+        pool : nbpar.WorkerPool
+            The pool that runs the map.
+        live : bool, default True
+            As for the constructor.
+        show : bool, default True
+            Display it in the current cell now.
+        """
         view = cls(pool, for_map=True, live=live)
         view.route_output()
         if show:
@@ -206,7 +233,19 @@ class PoolWidget:
                 return
 
     def refresh(self, final=False):
-        """Redraw from a fresh report; True while a map is active, None once the pool ended."""
+        """Redraw from a fresh report now (the widget's thread also does, ~10 times a second).
+
+        Parameters
+        ----------
+        final : bool, default False
+            Draw the final state (finished, stopped or failed, in colour) even if the pool
+            still runs.
+
+        Returns
+        -------
+        bool or None
+            True while a map is active, None once the pool has ended.
+        """
         pool = self._pool()
         with self._lock:
             report = _snapshot(pool)

@@ -182,3 +182,27 @@ def test_import_nbpar_imports_no_joblib_pandas_or_sklearn():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)
     assert run.returncode == 0, run.stderr or run.stdout
+
+
+def test_register_joblib_without_keep_workers_ends_the_workers_with_each_call():
+    import psutil
+
+    def nbpar_workers():
+        found = []
+        for proc in psutil.Process().children(recursive=True):
+            try:
+                if proc.name().startswith("nbpar-w"):  # their process title (titles.py)
+                    found.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        return found
+
+    runs = nbpar.register_joblib(progress_bar=False, keep_workers=False)
+    try:
+        assert runs.keep_workers is False
+        with joblib.parallel_config(backend="nbpar", n_jobs=2):
+            out = joblib.Parallel()(joblib.delayed(eco_tasks.cube)(i) for i in range(50))
+        assert out == [i ** 3 for i in range(50)]
+        wait_for(lambda: not nbpar_workers(), what="no nbpar worker left after the call")
+    finally:
+        runs.close()
