@@ -194,4 +194,6 @@ def pool_mimebundle(pool, include=None, exclude=None) -> dict:
     if not in_notebook():
         return {"text/plain": repr(pool)}
     from .widget import PoolWidget
-    return PoolWidget(pool)._repr_mimebundle_(include=include, exclude=exclude)
+    view = PoolWidget(pool)
+    view.follow_cells(shell())
+    return view._repr_mimebundle_(include=include, exclude=exclude)

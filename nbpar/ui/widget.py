@@ -26,6 +26,8 @@ import ipywidgets as w
 
 from ..errors import describe
 from ..signals import Signal
+from . import summary
+from .summary import duration as _duration
 
 REFRESH_INTERVAL = 0.1  # s: ~10 Hz, far below JupyterLab's IOPub rate limit (~1000 msg/s)
 IDLE_INTERVAL = 1.0  # s: a pool shown by its rich display, while no map runs
@@ -51,6 +53,7 @@ BUTTONS = (  # label, signal, icon, style, tooltip
     ("STOP NOW", Signal.STOP_RIGHTNOW, "times", "danger",
      "kill running tasks now; what they ran counts as pending"),
 )
+LABELS = {signal: label for label, signal, *_ in BUTTONS}
 
 
 class PoolWidget:
@@ -66,6 +69,7 @@ class PoolWidget:
                  for_map=False, live=True):
         self._pool = weakref.ref(pool)  # the view never keeps a pool alive
         self._title = f"{pool.n_jobs} workers · {pool.start_method}"
+        self._processes = pool.start_method not in ("threading", "dask")
         self._interval = interval
         self._for_map = for_map
         self._lock = threading.Lock()  # one refresh at a time (the thread, or a caller)
@@ -83,6 +87,10 @@ class PoolWidget:
         self.last_report = None
         self._build()
         self.refresh()  # drawn before the map starts, so the map never waits for the first draw
+        # the map already over when the view was made is not summarized again
+        first = self.last_report
+        self._summarized = (first.job_id if first is not None and first.status not in ACTIVE
+                            else None)
         self._thread = threading.Thread(target=self._follow, name="nbpar-widget", daemon=True)
         self._thread.start()
 
@@ -112,14 +120,29 @@ class PoolWidget:
         self.message = w.HTML()
         self.table = w.HTML()
         self.errors = w.HTML(layout=w.Layout(display="none"))
+        # column-reverse puts the pane's scroll origin at its bottom: new lines stay in view,
+        # and a user who scrolled up stays where they are
         self.output = w.Output(layout=w.Layout(display="none", max_height="16em",
-                                               overflow="auto", border="1px solid #ddd"))
+                                               overflow="auto", border="1px solid #ddd",
+                                               flex_flow="column-reverse"))
         self.box = w.VBox([
             self.header,
             w.HBox([self.bar, self.progress], layout=w.Layout(align_items="center")),
             w.HBox(list(self.buttons.values()) + [self.message],
                    layout=w.Layout(align_items="center")),
             self.table, self.errors, self.output])
+
+    def follow_cells(self, ip):
+        """Draw and summarize at the end of every cell of the shell `ip`: a map that ends
+        within a cell then leaves its final state and summary in that cell's outputs (the
+        refresh thread may come too late, after the cell ended), until the pool is gone."""
+        def after_cell(_result=None):
+            if self._closed.is_set() or self.refresh() is None:
+                ip.events.unregister("post_run_cell", after_cell)
+            if not self._for_map:
+                self._leave_summary()
+
+        ip.events.register("post_run_cell", after_cell)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)
@@ -132,9 +155,10 @@ class PoolWidget:
             if pool is None:
                 raise RuntimeError("the pool is gone")
             pool.send(signal)
-            self._note = f"{signal.name} sent"
+            self._note = f"{LABELS.get(signal, signal.name)} pressed"
         except Exception as exc:  # noqa: BLE001 - a button must never break the widget
-            self._note = f"{signal.name} failed: {type(exc).__name__}: {exc}"
+            self._note = (f"{LABELS.get(signal, signal.name)} failed: "
+                          f"{type(exc).__name__}: {exc}")
         self._wake.set()
 
     def route_output(self):
@@ -169,6 +193,8 @@ class PoolWidget:
                 pool.on_output = self._previous_sink
             self._previous_sink = None
         self.refresh(final=True)
+        if self._for_map:
+            self._leave_summary()
 
     # -- following the pool
     def _follow(self):
@@ -213,7 +239,7 @@ class PoolWidget:
             button.disabled = final or not _enabled(label, r.status)
         self.message.value = (f"<span style='color:#555'>{html.escape(self._note)}</span>"
                               if self._note else "")
-        self.table.value = _workers_html(r.workers)
+        self.table.value = _workers_html(r.workers, self._processes)
         self.errors.value = _errors_html(r.errors)
         self.errors.layout.display = None if r.errors else "none"
 
@@ -221,27 +247,62 @@ class PoolWidget:
         if r.job_id != self._job:
             self._job = r.job_id
             self._rate_points.clear()
+        # The live rate is measured over the last seconds of running: a halt empties the
+        # window, so the time halted never counts; the rate after the end is the report's own
+        # (this run's items over its running time).
         now = time.monotonic()
         points = self._rate_points
-        points.append((now, r.done))
-        while len(points) > 2 and now - points[0][0] > RATE_WINDOW:
-            points.popleft()
+        if r.status == "running":
+            points.append((now, r.done))
+            while len(points) > 2 and now - points[0][0] > RATE_WINDOW:
+                points.popleft()
+        else:
+            points.clear()
         total = "?" if r.total is None else r.total
         parts = [f"<b>{r.done}</b> / {total}"]
         if r.status == "running" and len(points) > 1 and now > points[0][0]:
             rate = (r.done - points[0][1]) / (now - points[0][0])
             parts.append(f"{rate:,.1f} items/s")
             if rate > 0 and r.total is not None:
-                parts.append(f"ETA {_duration((r.total - r.done) / rate)}")
-        elif r.status not in ACTIVE and r.elapsed > 0 and r.done:
-            parts.append(f"{r.done / r.elapsed:,.1f} items/s")
+                parts.append(f"ETA {_duration((r.total - r.done - r.failed) / rate)}")
+        elif r.status != "running" and r.rate is not None:
+            parts.append(f"{r.rate:,.1f} items/s")
         if r.failed:
             parts.append(f"<span style='color:#c62828'>{r.failed} failed</span>")
         if r.total is not None and r.status in ("stopped", "failed", "halted"):
             parts.append(f"{r.total - r.done - r.failed} pending")
-        parts.append(f"{_duration(r.elapsed)} elapsed")
+        elapsed = f"{_duration(r.elapsed)} elapsed"
+        if r.halted >= 0.05:
+            elapsed += f" ({_duration(r.halted)} halted)"
+        parts.append(elapsed)
         colour = STYLES.get(r.status, STYLES["idle"])[0]
         return f"<span style='color:{colour}'>" + " · ".join(parts) + "</span>"
+
+    def summary(self) -> dict | None:
+        """The plain record of the map shown ({"text/plain", "text/html"}: see summary.py),
+        or None while no map has ended."""
+        r = self.last_report
+        if r is None or r.job_id is None or r.status in ACTIVE:
+            return None
+        return summary.bundle(r, self._summary_title(r), self.lines, self._lines_total)
+
+    def _summary_title(self, r):
+        return f"{(r.func_name or '').removeprefix('__main__.')} · {self._title}"
+
+    def _leave_summary(self):
+        """Display the summary of a map that ended, once, as an output of the cell (in a
+        notebook: a widget's own state may not be saved, and a viewer shows this instead)."""
+        with self._lock:
+            r = self.last_report
+            if r is None or r.job_id == self._summarized:
+                return
+            if r.job_id is None or r.status in ACTIVE:
+                return
+            self._summarized = r.job_id
+        from . import kernel
+        pool = self._pool()
+        if kernel.in_notebook() and pool is not None:
+            summary.show(r, self._summary_title(r), self.lines, self._lines_total, pool=pool)
 
     def _take_lines(self):
         incoming = self._incoming
@@ -267,7 +328,7 @@ class PoolWidget:
             else:
                 outputs.append({"output_type": "stream", "name": name, "text": text})
         self.output.outputs = tuple(outputs)
-        self.output.layout.display = None
+        self.output.layout.display = "flex"
 
 
 def _snapshot(pool):
@@ -297,38 +358,44 @@ def _enabled(label, status) -> bool:
     return False
 
 
-def _duration(seconds) -> str:
-    if seconds < 10:
-        return f"{max(0.0, seconds):.1f} s"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
-
-
 _CELL = "padding:1px 8px;text-align:left"
 
 
-def _workers_html(workers) -> str:
+def _workers_html(workers, processes=True) -> str:
+    """The worker table; `processes`: the workers are processes of this machine, whose CPU
+    and memory are measured (threads share one process, Dask workers run elsewhere)."""
+    workers = summary.shown_workers(workers)  # a pool that never ran has no rows
     if not workers:
         return ""
     limited = any(w.recycled is not None for w in workers)  # a pool with max_worker_memory
     head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in
                    ("worker", "pid", "state", "current item", "tasks done", "busy time")
-                   + (("memory", "recycled") if limited else ()))
+                   + (("cpu", "memory (RSS / USS)") if processes else ())
+                   + (("recycled",) if limited else ()))
     rows = []
     for info in workers:
         item = "" if info.state != "busy" else html.escape(describe(info.current_item))
-        colour = {"busy": "#1565c0", "dead": "#999"}.get(info.state, "#555")
+        colour = {"busy": "#1565c0", "dead": "#c62828", "retired": "#999"}.get(info.state,
+                                                                             "#555")
         cells = (info.id, info.where or info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
                  item, info.tasks_done, f"{info.busy:.1f} s")
+        if processes:
+            cells += (_cpu(info), _memory(info))
         if limited:
-            cells += (f"{info.memory / 2**20:.0f} MB" if info.memory else "", info.recycled)
+            cells += (info.recycled,)
         rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
     return ("<table style='border-collapse:collapse;font-size:12px;font-family:monospace'>"
             f"<tr>{head}</tr>{''.join(rows)}</table>")
+
+
+def _cpu(info) -> str:
+    return "" if info.cpu is None else f"{info.cpu:.0f} %"
+
+
+def _memory(info) -> str:
+    if info.rss is None:  # not running now: what max_worker_memory measured last, if any
+        return f"{info.memory / 2**20:.0f} MB" if info.memory else ""
+    return f"{info.rss / 2**20:.0f} / {info.uss / 2**20:.0f} MB"
 
 
 def _errors_html(errors) -> str:
