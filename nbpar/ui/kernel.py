@@ -195,5 +195,7 @@ def pool_mimebundle(pool, include=None, exclude=None) -> dict:
         return {"text/plain": repr(pool)}
     from .widget import PoolWidget
     view = PoolWidget(pool)
-    view.follow_cells(shell())
+    ip = shell()
+    if ip is not None:
+        view.follow_cells(ip)
     return view._repr_mimebundle_(include=include, exclude=exclude)

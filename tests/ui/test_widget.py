@@ -56,7 +56,7 @@ def test_buttons_halt_resume_stop(pool, gate):
     view.refresh()
     assert button_states(view) == {"HALT": False, "RESUME": True, "STOP": True,
                                    "STOP NOW": True}
-    assert "halted" in view.header.value and "HALT sent" in view.message.value
+    assert "halted" in view.header.value and "HALT pressed" in view.message.value
 
     view.buttons["RESUME"].click()
     wait_for(lambda: pool.report().status == "running")
@@ -141,7 +141,7 @@ def test_worker_output_goes_to_the_pane_tagged_then_the_sink_is_given_back():
     assert sorted(line.split("] ")[1] for line in lines) == ["one\n", "three\n", "two\n"]
     assert all(line.startswith("[worker ") for line in lines)
     text = "".join(o["text"] for o in view.output.outputs)
-    assert "] two\n" in text and view.output.layout.display is None
+    assert "] two\n" in text and view.output.layout.display == "flex"
 
 
 def test_the_pane_keeps_the_last_lines():
