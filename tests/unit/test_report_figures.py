@@ -27,7 +27,8 @@ def burn_and_hold(seconds):
 
 def test_reports_give_each_worker_process_its_cpu_and_memory():
     with nbpar.WorkerPool(1, start_method="fork") as pool:
-        runner = threading.Thread(target=pool.map, args=(burn_and_hold, [20]), daemon=True)
+        runner = threading.Thread(target=_quietly, args=(pool.map, burn_and_hold, [20]),
+                                  daemon=True)
         runner.start()
 
         def busy_figures():
