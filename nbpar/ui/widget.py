@@ -145,7 +145,12 @@ class PoolWidget:
         ip.events.register("post_run_cell", after_cell)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.box._repr_mimebundle_(**kwargs)
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:  # what a viewer without the
+            # widget's state shows: not the first draw ("idle"), which would be stale there
+            bundle["text/plain"] = (f"nbpar pool widget ({self._title}): a live view; each "
+                                    f"map leaves a summary in the cell when it ends")
+        return bundle
 
     # -- the caller's side
     def send(self, signal: Signal):

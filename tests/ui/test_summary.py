@@ -39,6 +39,9 @@ def test_an_executed_notebook_keeps_summaries_and_final_widget_state(tmp_path):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     nb = nbformat.reads(nbformat.writes(nb), 4)  # what a saved file holds
 
+    (fallback,) = [o.data["text/plain"] for o in nb.cells[2].outputs
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert "idle" not in fallback and "summary" in fallback  # no stale first draw
     (magic,) = _summaries(nb.cells[2])
     text = magic["text/plain"]
     assert "shout · 2 workers" in text and "finished: 4/4 done" in text, text
@@ -70,7 +73,8 @@ def test_a_failed_map_names_its_first_error_in_the_summary(live_kernel):
     (data,) = [m["content"]["data"] for m in cell.messages
                if m["msg_type"] == "display_data" and "text/html" in m["content"]["data"]]
     text = data["text/plain"]
-    assert "failed: 2/4 done, 1 failed, 1 pending" in text, text
+    # (item 3 may have run already, queued behind item 2 on the one worker)
+    assert re.search(r"failed: [23]/4 done, 1 failed, [01] pending", text), text
     assert "item 2 (index 2) on worker 0: ValueError: two is bad" in text
     assert "[worker 0] trying 2" in text
     assert "two is bad" in data["text/html"] and "#c62828" in data["text/html"]
