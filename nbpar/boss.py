@@ -15,6 +15,7 @@ before its results are, so prints come before the map returns.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import selectors
@@ -31,6 +32,7 @@ from . import messages as m
 from . import state as st
 from .errors import SerializationError, describe
 from .signals import Signal
+from .usage import UsageSampler
 from .worker import first_unpicklable
 
 _PREFETCH_MAX_BYTES = 64 * 1024  # a queued batch larger than this waits for its worker
@@ -116,6 +118,8 @@ class Boss:
         self._outbox: dict = {}  # WorkerHandle -> [messages], in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
             getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
+        # CPU and memory of worker processes, put on the reports asked for (not on threads)
+        self._usage = UsageSampler() if getattr(backend, "can_kill", False) else None
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True
@@ -307,6 +311,19 @@ class Boss:
             return
         self._events.append(st.WorkerMeasured(wid, rss))
 
+    def _with_usage(self, report):
+        """A report with its worker processes' CPU and memory (sampled, at most twice a
+        second); a failed sample leaves the report as it is."""
+        if self._usage is None:
+            return report
+        try:
+            pids = [h.pid for h in self.handles.values() if h.pid is not None]
+            return self._usage.annotate(report, pids)
+        except Exception:  # noqa: BLE001 - figures are a nicety: never fail a report
+            logging.getLogger("nbpar").debug("sampling the workers' CPU and memory failed",
+                                             exc_info=True)
+            return report
+
     def _on_gone(self, wid):
         handle = self.handles.pop(wid, None)
         if handle is None:
@@ -412,7 +429,7 @@ class Boss:
             self._send(instr.worker_id, m.Forget(instr.key))
         elif kind is st.Reply:
             if not instr.reply.done():
-                instr.reply.set_result(instr.report)
+                instr.reply.set_result(self._with_usage(instr.report))
         elif kind is st.ApplyShared:
             self.backend.apply(instr.prepared)
         elif kind is st.Shutdown:

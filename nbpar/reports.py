@@ -44,7 +44,7 @@ class WorkerInfo:
 
     id: int
     pid: int | None
-    state: str  # "starting" | "idle" | "busy" | "retiring" | "dead"
+    state: str  # "starting" | "idle" | "busy" | "retiring" | "retired" | "dead"
     tasks_done: int
     busy: float  # seconds spent running tasks
     current_item: Any = None
@@ -52,6 +52,11 @@ class WorkerInfo:
     where: str | None = None  # where it runs when that is not this machine: a Dask worker
     memory: float | None = None  # its own memory (USS, bytes) last measured, if measured
     recycled: int | None = None  # times replaced for max_worker_memory (None: no such limit)
+    # sampled from the process when a report is asked for (None: not measured -- a thread
+    # or Dask worker, a worker not running, or the first sample of its CPU)
+    cpu: float | None = None  # percent of one core since the previous sample
+    rss: float | None = None  # resident memory, bytes (counts pages shared with others)
+    uss: float | None = None  # memory that is its own alone, bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,7 @@ class Ledger:
         self.slots = [_MISSING] * total if (keep_results and total is not None) else {}
         self.log: list = []  # index collections, completion order
         self.done = 0
+        self.prior = len(prior) if prior else 0  # done by an earlier run (a continued map)
         self.unfinished: dict | None = None if items_by_index is not None else {}
         self.rest: Iterator | None = None  # unread part of a lazy source
         if prior:
@@ -227,7 +233,21 @@ class Report:
     job_id: int | None = None
     _view: Any = field(default=None, repr=False, compare=False)
     retried: tuple = ()  # TaskErrors of the failed attempts that were run again (retries=N)
-    halted: bool = False  # the pool holds new work (HALT): a map started now waits for RESUME
+    pool_halted: bool = False  # the pool holds new work (HALT): a map started now waits
+    prior: int = 0  # of `done`, the items an earlier run did (a continued map)
+    halted: float = 0.0  # of `elapsed`, the seconds the map spent halted
+
+    @property
+    def running_time(self) -> float:
+        """Seconds the map ran: its elapsed time less the time it was halted."""
+        return max(0.0, self.elapsed - self.halted)
+
+    @property
+    def rate(self) -> float | None:
+        """Items per second of running time, counting this run's items only (None before
+        any ran)."""
+        done = self.done - self.prior
+        return done / self.running_time if done > 0 and self.running_time > 0 else None
 
     @property
     def attempts(self) -> dict:
@@ -271,7 +291,7 @@ class Report:
         total = "?" if self.total is None else self.total
         lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
                  f"{self.elapsed:.2f} s"]
-        if self.halted and self.status != "halted":
+        if self.pool_halted and self.status != "halted":
             lines[0] += " (the pool is halted: the next map waits for RESUME)"
         for w in self.workers:
             recycled = f", recycled {w.recycled}x for memory" if w.recycled else ""

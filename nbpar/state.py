@@ -79,10 +79,20 @@ class Job:
     consumed: int = 0
     started_at: float | None = None
     finished_at: float | None = None
+    halted_for: float = 0.0  # seconds the map spent halted (its rate counts running time only)
+    halted_at: float | None = None  # when its current halt began
 
     @property
     def active(self) -> bool:
         return self.status in ("pending", "running")
+
+    def halt_clock(self, now, halted):
+        """Start (halted=True) or end a halt of this map on its clock."""
+        if halted and self.halted_at is None:
+            self.halted_at = now
+        elif not halted and self.halted_at is not None:
+            self.halted_for += now - self.halted_at
+            self.halted_at = None
 
     def in_flight_items(self) -> int:
         return sum(len(b.items) for b in self.in_flight.values())
@@ -133,6 +143,7 @@ class WorkerSlot:
     kill_reason: str | None = None
     over_memory: bool = False  # past max_worker_memory: retired once its queue is done
     recycled: int = 0  # processes of this slot retired for max_worker_memory
+    retired: bool = False  # its last process ended normally (retired), not killed or crashed
 
     @property
     def alive(self) -> bool:
@@ -347,6 +358,7 @@ class BossState:
             return
         job.status = "running"
         job.started_at = now
+        job.halt_clock(now, self.halted)
         self.init_broken = False
         order = self.scheduler.order(job)
         if order is not None:
@@ -416,6 +428,7 @@ class BossState:
         batches = list(slot.queue)
         slot.queue.clear()
         slot.state, slot.kill_reason = "dead", None  # pid kept: the report says who ran
+        slot.retired = (was == "retiring" or reason == "retire") and ev.exitcode in (0, None)
         slot.over_memory = False
         slot.funcs.clear()
         slot.since_start = 0
@@ -494,6 +507,9 @@ class BossState:
             self.dropped_signals += 1  # a late click: its map ended, the next is not its own
             return
         self._check_all = True
+        if sig in (Signal.HALT, Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
+            for job in self.jobs:  # a stopped map runs no more: its halt ends too
+                job.halt_clock(now, sig is Signal.HALT)
         if sig is Signal.HALT:
             if not self.halted or self.halt_scope is not None:
                 self.halt_scope = ev.for_job
@@ -878,6 +894,7 @@ class BossState:
             job.finished_at = now
             if self.halted and self.halt_scope == job.id:
                 self.halted, self.halt_scope = False, None  # that map's HALT ends with it
+            job.halt_clock(now, False)
             job.status = ("failed" if job.stopping == "failed" else
                           "stopped" if job.stopping else "finished")
             if job.chunker.per_item is not None:
@@ -967,16 +984,18 @@ class BossState:
         workers = tuple(self._worker_info(s, positions) for s in self.slots)
         exits = tuple(self.exit_results)
         if job is None:
-            return Report("idle", 0, 0, 0, 0.0, workers, (), exits, halted=self.halted)
+            return Report("idle", 0, 0, 0, 0.0, workers, (), exits, pool_halted=self.halted)
         if job.active:
             status = "halted" if self.halted else "running"
         else:
             status = job.status
         end = job.finished_at if job.finished_at is not None else now
         elapsed = end - job.started_at if job.started_at is not None else 0.0
+        halted = job.halted_for + (end - job.halted_at if job.halted_at is not None else 0.0)
         return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
                       tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()),
-                      tuple(job.retried), halted=self.halted)
+                      tuple(job.retried), prior=job.ledger.prior, halted=halted,
+                      pool_halted=self.halted)
 
     def _worker_info(self, slot, positions) -> WorkerInfo:
         item = index = None
@@ -987,7 +1006,8 @@ class BossState:
             item, index = batch.items[pos], batch.indices[pos]
         memory = {} if self.max_memory is None else {"memory": slot.rss or None,
                                                       "recycled": slot.recycled}
-        return WorkerInfo(slot.id, slot.pid, slot.state, slot.tasks_done, slot.busy, item, index,
+        state = "retired" if slot.state == "dead" and slot.retired else slot.state
+        return WorkerInfo(slot.id, slot.pid, state, slot.tasks_done, slot.busy, item, index,
                           **memory)
 
 

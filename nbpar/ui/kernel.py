@@ -194,4 +194,8 @@ def pool_mimebundle(pool, include=None, exclude=None) -> dict:
     if not in_notebook():
         return {"text/plain": repr(pool)}
     from .widget import PoolWidget
-    return PoolWidget(pool)._repr_mimebundle_(include=include, exclude=exclude)
+    view = PoolWidget(pool)
+    ip = shell()
+    if ip is not None:
+        view.follow_cells(ip)
+    return view._repr_mimebundle_(include=include, exclude=exclude)

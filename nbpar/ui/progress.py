@@ -4,7 +4,9 @@ The bar never touches the Boss's loop: it reads `pool.report()` about ten times 
 draws it, in a daemon thread of its own -- or, for a map that blocks its caller anyway, in the
 caller's thread while it waits (`follow`), which spares a short map a thread's start and join.
 `tqdm.auto` picks the notebook renderer in Jupyter and the text one in a terminal; tqdm is
-imported here only, when a bar is asked for.
+imported here only, when a bar is asked for. In a notebook the closed bar also leaves the
+map's summary (summary.py) as a plain output: a saved notebook keeps the bar's first draw
+only, as its fallback text.
 """
 
 from __future__ import annotations
@@ -85,5 +87,13 @@ class ProgressBar:
         self._stopped.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+        final = final if final is not None else self._snapshot()
         self._update(final, draw=False)
         self._bar.close()  # draws the final state once
+        from .kernel import in_notebook
+        if final is not None and final.job_id is not None and in_notebook():
+            from . import summary
+            name = (final.func_name or "").removeprefix("__main__.")
+            pool = self._pool
+            summary.show(final, f"{name} · {pool.n_jobs} workers · {pool.start_method}",
+                         pool=pool)

@@ -28,6 +28,8 @@ from ..errors import describe
 from ..pool import WorkerPool
 from ..signals import Signal
 from .live import route as route_to_subshell
+from . import summary
+from .summary import duration as _duration
 
 REFRESH_INTERVAL = 0.1  # s: ~10 Hz, far below JupyterLab's IOPub rate limit (~1000 msg/s)
 IDLE_INTERVAL = 1.0  # s: a pool shown by its rich display, while no map runs
@@ -86,6 +88,7 @@ class PoolWidget:
                  for_map=False, live=True):
         self._pool = weakref.ref(pool)  # the view never keeps a pool alive
         self._title = f"{pool.n_jobs} workers · {pool.start_method}"
+        self._processes = pool.start_method not in ("threading", "dask")
         self._interval = interval
         self._for_map = for_map
         self._lock = threading.Lock()  # one refresh at a time (the thread, or a caller)
@@ -103,6 +106,10 @@ class PoolWidget:
             "this kernel handles clicks only between cells, so the buttons act once this cell "
             "ends (ipykernel 7.4 or newer acts at once)")
         self.refresh()  # drawn before the map starts, so the map never waits for the first draw
+        # the map already over when the view was made is not summarized again
+        first = self.last_report
+        self._summarized = (first.job_id if first is not None and first.status not in ACTIVE
+                            else None)
         self._thread = threading.Thread(target=self._follow, name="nbpar-widget", daemon=True)
         self._thread.start()
 
@@ -143,8 +150,11 @@ class PoolWidget:
         self.message = w.HTML()
         self.table = w.HTML()
         self.errors = w.HTML(layout=w.Layout(display="none"))
+        # column-reverse puts the pane's scroll origin at its bottom: new lines stay in view,
+        # and a user who scrolled up stays where they are
         self.output = w.Output(layout=w.Layout(display="none", max_height="16em",
-                                               overflow="auto", border="1px solid #ddd"))
+                                               overflow="auto", border="1px solid #ddd",
+                                               flex_flow="column-reverse"))
         self.box = w.VBox([
             self.header,
             w.HBox([self.bar, self.progress], layout=w.Layout(align_items="center")),
@@ -152,8 +162,25 @@ class PoolWidget:
                    layout=w.Layout(align_items="center")),
             self.table, self.errors, self.output])
 
+    def follow_cells(self, ip):
+        """Draw and summarize at the end of every cell of the shell `ip`: a map that ends
+        within a cell then leaves its final state and summary in that cell's outputs (the
+        refresh thread may come too late, after the cell ended), until the pool is gone."""
+        def after_cell(_result=None):
+            if self._closed.is_set() or self.refresh() is None:
+                ip.events.unregister("post_run_cell", after_cell)
+            if not self._for_map:
+                self._leave_summary()
+
+        ip.events.register("post_run_cell", after_cell)
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.box._repr_mimebundle_(**kwargs)
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict) and "text/plain" in bundle:  # what a viewer without the
+            # widget's state shows: not the first draw ("idle"), which would be stale there
+            bundle["text/plain"] = (f"nbpar pool widget ({self._title}): a live view; each "
+                                    f"map leaves a summary in the cell when it ends")
+        return bundle
 
     # -- the caller's side
     def send(self, signal: Signal):
@@ -215,6 +242,8 @@ class PoolWidget:
                 pool.on_output = self._previous_sink
             self._previous_sink = None
         self.refresh(final=True)
+        if self._for_map:
+            self._leave_summary()
 
     # -- following the pool
     def _follow(self):
@@ -261,7 +290,7 @@ class PoolWidget:
         colour, bar_style = STYLES.get(r.status, STYLES["idle"])
         name = (r.func_name or "").removeprefix("__main__.")
         held = (" · <b style='color:#b26a00'>pool halted</b>"
-                if r.halted and r.status not in ACTIVE else "")
+                if r.pool_halted and r.status not in ACTIVE else "")
         self.header.value = (f"<b>nbpar</b> · {html.escape(name or 'no map yet')} · "
                              f"{self._title} · <b style='color:{colour}'>{r.status}</b>{held}")
         total = r.total if r.total is not None else max(r.done, 1)
@@ -273,7 +302,7 @@ class PoolWidget:
             button.disabled = final or not _enabled(label, r)
         self.message.value = (f"<span style='color:#555'>{html.escape(self._note)}</span>"
                               if self._note else "")
-        self.table.value = _workers_html(r.workers)
+        self.table.value = _workers_html(r.workers, self._processes)
         self.errors.value = _errors_html(r.errors)
         self.errors.layout.display = None if r.errors else "none"
 
@@ -281,27 +310,62 @@ class PoolWidget:
         if r.job_id != self._job:
             self._job = r.job_id
             self._rate_points.clear()
+        # The live rate is measured over the last seconds of running: a halt empties the
+        # window, so the time halted never counts; the rate after the end is the report's own
+        # (this run's items over its running time).
         now = time.monotonic()
         points = self._rate_points
-        points.append((now, r.done))
-        while len(points) > 2 and now - points[0][0] > RATE_WINDOW:
-            points.popleft()
+        if r.status == "running":
+            points.append((now, r.done))
+            while len(points) > 2 and now - points[0][0] > RATE_WINDOW:
+                points.popleft()
+        else:
+            points.clear()
         total = "?" if r.total is None else r.total
         parts = [f"<b>{r.done}</b> / {total}"]
         if r.status == "running" and len(points) > 1 and now > points[0][0]:
             rate = (r.done - points[0][1]) / (now - points[0][0])
             parts.append(f"{rate:,.1f} items/s")
             if rate > 0 and r.total is not None:
-                parts.append(f"ETA {_duration((r.total - r.done) / rate)}")
-        elif r.status not in ACTIVE and r.elapsed > 0 and r.done:
-            parts.append(f"{r.done / r.elapsed:,.1f} items/s")
+                parts.append(f"ETA {_duration((r.total - r.done - r.failed) / rate)}")
+        elif r.status != "running" and r.rate is not None:
+            parts.append(f"{r.rate:,.1f} items/s")
         if r.failed:
             parts.append(f"<span style='color:#c62828'>{r.failed} failed</span>")
         if r.total is not None and r.status in ("stopped", "failed", "halted"):
             parts.append(f"{r.total - r.done - r.failed} pending")
-        parts.append(f"{_duration(r.elapsed)} elapsed")
+        elapsed = f"{_duration(r.elapsed)} elapsed"
+        if r.halted >= 0.05:
+            elapsed += f" ({_duration(r.halted)} halted)"
+        parts.append(elapsed)
         colour = STYLES.get(r.status, STYLES["idle"])[0]
         return f"<span style='color:{colour}'>" + " · ".join(parts) + "</span>"
+
+    def summary(self) -> dict | None:
+        """The plain record of the map shown ({"text/plain", "text/html"}: see summary.py),
+        or None while no map has ended."""
+        r = self.last_report
+        if r is None or r.job_id is None or r.status in ACTIVE:
+            return None
+        return summary.bundle(r, self._summary_title(r), self.lines, self._lines_total)
+
+    def _summary_title(self, r):
+        return f"{(r.func_name or '').removeprefix('__main__.')} · {self._title}"
+
+    def _leave_summary(self):
+        """Display the summary of a map that ended, once, as an output of the cell (in a
+        notebook: a widget's own state may not be saved, and a viewer shows this instead)."""
+        with self._lock:
+            r = self.last_report
+            if r is None or r.job_id == self._summarized:
+                return
+            if r.job_id is None or r.status in ACTIVE:
+                return
+            self._summarized = r.job_id
+        from . import kernel
+        pool = self._pool()
+        if kernel.in_notebook() and pool is not None:
+            summary.show(r, self._summary_title(r), self.lines, self._lines_total, pool=pool)
 
     def _take_lines(self):
         incoming = self._incoming
@@ -327,7 +391,7 @@ class PoolWidget:
             else:
                 outputs.append({"output_type": "stream", "name": name, "text": text})
         self.output.outputs = tuple(outputs)
-        self.output.layout.display = None
+        self.output.layout.display = "flex"
 
 
 def _snapshot(pool):
@@ -354,41 +418,47 @@ def _enabled(label, r) -> bool:
         return label != "RESUME"
     if r.status == "halted":
         return label != "HALT"
-    return label == "RESUME" and r.halted  # between maps, a halted pool can be resumed
-
-
-def _duration(seconds) -> str:
-    if seconds < 10:
-        return f"{max(0.0, seconds):.1f} s"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+    return label == "RESUME" and r.pool_halted  # between maps, a halted pool can be resumed
 
 
 _CELL = "padding:1px 8px;text-align:left"
 
 
-def _workers_html(workers) -> str:
+def _workers_html(workers, processes=True) -> str:
+    """The worker table; `processes`: the workers are processes of this machine, whose CPU
+    and memory are measured (threads share one process, Dask workers run elsewhere)."""
+    workers = summary.shown_workers(workers)  # a pool that never ran has no rows
     if not workers:
         return ""
     limited = any(w.recycled is not None for w in workers)  # a pool with max_worker_memory
     head = "".join(f"<th style='{_CELL}'>{h}</th>" for h in
                    ("worker", "pid", "state", "current item", "tasks done", "busy time")
-                   + (("memory", "recycled") if limited else ()))
+                   + (("cpu", "memory (RSS / USS)") if processes else ())
+                   + (("recycled",) if limited else ()))
     rows = []
     for info in workers:
         item = "" if info.state != "busy" else html.escape(describe(info.current_item))
-        colour = {"busy": "#1565c0", "dead": "#999"}.get(info.state, "#555")
+        colour = {"busy": "#1565c0", "dead": "#c62828", "retired": "#999"}.get(info.state,
+                                                                             "#555")
         cells = (info.id, info.where or info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
                  item, info.tasks_done, f"{info.busy:.1f} s")
+        if processes:
+            cells += (_cpu(info), _memory(info))
         if limited:
-            cells += (f"{info.memory / 2**20:.0f} MB" if info.memory else "", info.recycled)
+            cells += (info.recycled,)
         rows.append("<tr>" + "".join(f"<td style='{_CELL}'>{c}</td>" for c in cells) + "</tr>")
     return ("<table style='border-collapse:collapse;font-size:12px;font-family:monospace'>"
             f"<tr>{head}</tr>{''.join(rows)}</table>")
+
+
+def _cpu(info) -> str:
+    return "" if info.cpu is None else f"{info.cpu:.0f} %"
+
+
+def _memory(info) -> str:
+    if info.rss is None:  # not running now: what max_worker_memory measured last, if any
+        return f"{info.memory / 2**20:.0f} MB" if info.memory else ""
+    return f"{info.rss / 2**20:.0f} / {info.uss / 2**20:.0f} MB"
 
 
 def _errors_html(errors) -> str:

@@ -141,7 +141,7 @@ def test_worker_output_goes_to_the_pane_tagged_then_the_sink_is_given_back():
     assert sorted(line.split("] ")[1] for line in lines) == ["one\n", "three\n", "two\n"]
     assert all(line.startswith("[worker ") for line in lines)
     text = "".join(o["text"] for o in view.output.outputs)
-    assert "] two\n" in text and view.output.layout.display is None
+    assert "] two\n" in text and view.output.layout.display == "flex"
 
 
 def test_the_pane_keeps_the_last_lines():
@@ -208,3 +208,44 @@ def test_pool_rich_display(pool, monkeypatch):
 
 def test_nbpar_poolwidget_is_the_widget():
     assert nbpar.PoolWidget is PoolWidget
+
+
+def test_a_pool_that_never_ran_has_no_worker_rows(pool):
+    view = PoolWidget(pool)
+    view.close()
+    assert len(pool.report().workers) == 2 and view.table.value == ""
+
+
+def test_the_table_shows_retired_workers_and_process_figures():
+    with nbpar.WorkerPool(2, max_tasks_per_worker=1) as pool:
+        view = PoolWidget(pool)
+        pool.map(abs, range(4), chunk_size=1)
+        wait_for(lambda: all(w.state == "retired" for w in pool.report().workers))
+        view.close()
+    table = view.table.value
+    assert table.count(">retired</span>") == 2 and ">dead<" not in table
+    assert "<th style='padding:1px 8px;text-align:left'>cpu</th>" in table
+    assert "memory (RSS / USS)" in table
+
+
+def test_thread_workers_show_no_process_columns(pool):
+    view = PoolWidget(pool)
+    pool.map(abs, range(4))
+    view.close()
+    assert "tasks done" in view.table.value and "cpu" not in view.table.value
+
+
+def test_the_summary_of_a_stopped_map(pool, gate):
+    view = PoolWidget(pool)
+    running = start_map(pool, lambda x: gate.wait(30) and x, range(6))
+    wait_for(lambda: pool.report().status == "running")
+    view.buttons["STOP"].click()
+    view.refresh()
+    assert "STOP pressed" in view.message.value  # the button's label, not the signal's name
+    gate.set()
+    with pytest.raises(nbpar.StoppedError):
+        running.result(30)
+    view.close()
+    bundle = view.summary()
+    assert "stopped:" in bundle["text/plain"] and "pending" in bundle["text/plain"]
+    assert "<b style='color:#e65100'>stopped</b>" in bundle["text/html"]
