@@ -40,6 +40,10 @@ class WorkerInfo:
         Its own memory (unique set size, bytes) when last measured.
     recycled : int or None
         Times it was replaced for `max_worker_memory` (None: no such limit).
+    cpu : float or None
+        CPU % of the worker process last sampled (None for threads or remote workers).
+    rss, uss : int or None
+        Its resident and unique memory in bytes, last sampled (psutil).
     """
 
     id: int
@@ -209,6 +213,12 @@ class Report:
         The map's number in its pool.
     retried : tuple of TaskError
         The failed attempts that ran again (``retries=N``).
+    pool_halted : bool
+        The pool holds new work (HALT): a map started now waits for RESUME.
+    prior : int
+        Of `done`, the items an earlier run did (a continued map).
+    halted : float
+        Of `elapsed`, the seconds the map spent halted (`running_time` is the rest).
     results : dict
         index -> result, for what finished. An iterator map's (imap's) results go to its
         consumer and are not kept here.
