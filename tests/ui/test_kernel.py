@@ -142,12 +142,14 @@ def test_background_returns_at_once(live_kernel, record):
     assert live_kernel.run("out").result == "[0, 2, 4, 6, 8, 10]"
 
 
-def test_not_at_the_top_level_it_still_works_blocking(live_kernel, record):
+def test_not_at_the_top_level_it_works_blocking_with_live_buttons(live_kernel, record):
     cell = live_kernel.run("def f():\n    r = %parallel_map -n 1 nap [0, 0]\n    return r\nf()")
     assert cell.result == "[0, 0]"
-    notes = [s["value"] for _, s in live_kernel.find("HTMLModel")
-             if "buttons act once it ends" in s.get("value", "")]
-    assert notes  # the widget says why its buttons wait
+    waits = [s["value"] for _, s in live_kernel.find("HTMLModel")
+             if "only between cells" in s.get("value", "")]
+    assert not waits  # this kernel has subshells: the buttons act during the blocking call
+    live = live_kernel.run("from nbpar.ui import live\nprint(live.subshell_id() is not None)")
+    assert live.stdout.strip() == "True"
 
 
 def test_map_async_and_imap_async_show_the_widget(live_kernel, record):
