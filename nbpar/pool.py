@@ -577,9 +577,7 @@ class WorkerPool(AsyncMaps):
         Parameters
         ----------
         func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
-            As for `map`. The iterable is read lazily, a bounded way ahead of the
-            consumer, so it may be endless or larger than memory; `iterable_len` gives
-            the progress bar its total when the iterable has no len().
+            As for `imap` (the iterable is read lazily there too).
 
         Yields
         ------

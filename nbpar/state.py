@@ -305,7 +305,6 @@ class BossState:
         self.last_job: Job | None = None
         self.halted = False
         self.halt_scope: int | None = None  # the map a HALT was made for (None: the pool's)
-        self.dropped_signals = 0  # signals made for a map that had ended when they came
         self.ending = False
         self.listening = True
         self.shut_down = False
@@ -504,8 +503,7 @@ class BossState:
     def _on_SignalReceived(self, ev, now, out):
         sig = ev.signal
         if ev.for_job is not None and self.jobs.get(ev.for_job) is None:
-            self.dropped_signals += 1  # a late click: its map ended, the next is not its own
-            return
+            return  # a late click: its map ended, and the next map is not its own
         self._check_all = True
         if sig in (Signal.HALT, Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
             for job in self.jobs:  # a stopped map runs no more: its halt ends too
