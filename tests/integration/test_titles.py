@@ -28,6 +28,8 @@ def _title(pid) -> str:
 
 def _worker_titles(pool):
     """{worker id: (title, name)} of the pool's live workers, once every one has its title."""
+    last = {}  # what was seen last, for the failure message
+
     def titled():
         workers = [w for w in pool.report().workers if w.pid is not None]
         if len(workers) < pool.n_jobs:
@@ -38,11 +40,15 @@ def _worker_titles(pool):
                 title, name = _title(w.pid), psutil.Process(w.pid).name()
             except psutil.NoSuchProcess:
                 return None
+            last[w.id] = (w.pid, title, name)
             if not WORKER.fullmatch(title):
                 return None  # still starting
             seen[w.id] = (title, name)
         return seen
-    return wait_for(titled, what="every worker's title")
+    try:
+        return wait_for(titled, what="every worker's title")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; last seen (pid, title, name): {last}") from None
 
 
 @pytest.mark.parametrize("start_method", ["fork", "forkserver", "spawn"])
