@@ -8,7 +8,9 @@ fork server ("nbpar fork server") and each worker ("nbpar worker 1 (pool 3)").
 With setproctitle installed (`pip install 'nbpar[titles]'`) the whole title replaces the
 command line (`ps -f`, `Process.cmdline()`); the kernel's short name (`ps -e`, `top`,
 `Process.name()`, 15 bytes at most) is set in either case, from `short`, by writing
-`/proc/self/comm`. A title is a convenience: nothing here ever raises.
+`/proc/self/comm`. A title is a convenience: nothing here ever raises. Under fork, a worker of
+a process that rewrote its first environment variable (or cleared `os.environ`) keeps the
+command line: setproctitle finds the command line from there; the short name is still set.
 """
 
 from __future__ import annotations

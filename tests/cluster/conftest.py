@@ -105,13 +105,16 @@ class Grid:
 @pytest.fixture(scope="session")
 def grid(sge):
     saved = dict(os.environ)
-    os.environ.update(sge)
+    os.environ.update({k: v for k, v in sge.items() if os.environ.get(k) != v})
     os.environ["LD_PRELOAD"] = sge["NBPAR_DRMAA_PRELOAD"]
     try:  # the helper is spawned now, with this environment
         executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
         executor.submit(os.getpid).result(60)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    finally:  # put back only what changed: rewriting every variable moves the environment,
+        # after which setproctitle cannot find this process's command line (the workers of
+        # fork pools started later would keep the caller's)
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update({k: v for k, v in saved.items() if os.environ.get(k) != v})
     yield Grid(executor, sge)
     executor.shutdown(wait=True, cancel_futures=True)

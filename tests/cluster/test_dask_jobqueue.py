@@ -25,8 +25,8 @@ def sge_cluster(sge, monkeypatch, tmp_path):
     from dask_jobqueue import SGECluster
 
     for key, value in sge.items():
-        if key.startswith(("SGE_", "DRMAA_")) or key == "PATH":
-            monkeypatch.setenv(key, value)
+        if (key.startswith(("SGE_", "DRMAA_")) or key == "PATH") and os.environ.get(key) != value:
+            monkeypatch.setenv(key, value)  # only what differs (see the grid fixture)
     monkeypatch.chdir(HERE)  # the jobs start here (-cwd), so they import jobqueue_tasks
     cluster = SGECluster(cores=1, processes=1, memory="1GB", resource_spec=None,
                          walltime=None, log_directory=str(tmp_path),
