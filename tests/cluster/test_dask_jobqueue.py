@@ -7,6 +7,7 @@ The `sge` fixture (conftest.py) starts the engine, or skips outside CI when it c
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
