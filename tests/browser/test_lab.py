@@ -304,12 +304,12 @@ def test_buttons_act_within_300_ms_during_a_plain_blocking_map(open_plain, artif
     late = [t - halted_at for t in times if halted_at + LATENCY_LIMIT / 1000 < t < resumed_at]
     figures = {
         "HALT click to header 'halted'": halt, "HALT click to note": halt_note,
-        "HALT click to the last task start": 1000 * max(
+        "HALT click to the last task start (0: none)": 1000 * max(
             [t - halted_at for t in times if halted_at < t < resumed_at], default=0),
         "RESUME click to header 'running'": resume, "RESUME click to note": resume_note,
         "RESUME click to the first task start": 1000 * (first_after_resume - resumed_at),
         "STOP click to header 'stopped'": stop, "STOP click to note": stop_note,
-        "STOP click to the last task start": 1000 * max(
+        "STOP click to the last task start (0: none)": 1000 * max(
             [t - stopped_at for t in times if t > stopped_at], default=0),
     }
     record_latencies(artifacts, "plain pool.map", figures)
