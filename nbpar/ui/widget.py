@@ -188,6 +188,9 @@ class PoolWidget:
 
         The click is tagged with that map, so it never acts on another: if the map has
         ended before the kernel got to the click, the Boss drops it and the note says so.
+        A HALT or STOP that comes once the view shows its map ended (those buttons are
+        disabled then) was pressed on the page before the update reached it: not applied
+        either, or it would hold the pool and so the next map.
         """
         pool = self._pool()
         label = LABELS[signal]
@@ -196,6 +199,11 @@ class PoolWidget:
         try:
             if pool is None:
                 raise RuntimeError("the pool is gone")
+            if (signal is not Signal.RESUME and isinstance(pool, WorkerPool)
+                    and for_map is None and shown is not None and shown.job_id is not None):
+                self._note = f"{label} not applied: the map it was pressed for has ended"
+                self._wake.set()
+                return
             if isinstance(pool, WorkerPool) and for_map is not None:
                 now = _snapshot(pool)
                 if now is None or now.job_id != for_map or now.status not in ACTIVE:

@@ -1,7 +1,7 @@
 """JupyterLab on 127.0.0.1 and Debian's chromium driven by Playwright, for the browser tests.
 
 The server gets a token and its own config, runtime, settings and workspace directories (no
-news pop-up, every cell kept in the page). The server lives for the module; each test gets a
+news pop-up, every cell kept in the page, widget state saved with the notebook). The server lives for the module; each test gets a
 browser of its own, closed after it, and the kernels it started are shut down by its `lab`
 fixture, so no test leaves a process behind.
 """
@@ -27,6 +27,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 SETTINGS = {
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
+    "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
 }
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 

@@ -157,6 +157,22 @@ def test_the_pane_keeps_the_last_lines():
         {"output_type": "stream", "name": "stderr", "text": "[worker 0] line 4\n"})
 
 
+def test_a_click_on_a_view_of_an_ended_map_is_not_applied(pool):
+    """The page sends a click made while it showed the map running; it reaches the kernel
+    once the view shows the map ended: it must not hold the pool (nor the next map)."""
+    view = PoolWidget(pool)
+    pool.map(abs, range(4))
+    view.refresh()
+    assert view.buttons["HALT"].disabled and view.buttons["STOP"].disabled
+    view.buttons["HALT"].click()
+    view.buttons["STOP"].click()
+    view.refresh()
+    assert "STOP not applied: the map it was pressed for has ended" in view.message.value
+    assert not pool.report().pool_halted
+    assert pool.map(abs, [-1]) == [1]
+    view.close()
+
+
 def test_a_failing_button_is_shown_not_raised(pool):
     view = PoolWidget(pool)
 
