@@ -107,6 +107,42 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
         return [f"{type(self).__name__}: {self}"]
 
 
+class MapInterrupted(KeyboardInterrupt):
+    """Ctrl-C or Jupyter's interrupt ended a map at once (STOP_RIGHTNOW); `.report` holds
+    what finished.
+
+    A KeyboardInterrupt, so code that catches that still does; its message says in one line
+    how far the map got and how to continue it, and IPython shows that line alone.
+
+    Parameters
+    ----------
+    message : str
+        How far the map got and how to continue it.
+    report : nbpar.Report, optional
+        The interrupted map's report, kept as `.report`.
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+    def __reduce__(self):
+        return (_rebuild_kw, (type(self), self.args, dict(report=self.report)))
+
+    def _render_traceback_(self):  # IPython shows this line instead of internal frames
+        return [f"KeyboardInterrupt: {self}"]
+
+
+def ended_early(report, how: str, resume: str) -> str:
+    """The one line a stopped or interrupted map ends with: how far it got, and the call
+    that continues it."""
+    total = "?" if report is None or report.total is None else report.total
+    done = 0 if report is None else report.done
+    pending = "" if report is None else f" ({len(report.pending)} pending)"
+    return (f"the map was {how} after {done} of {total} items{pending}; continue it with "
+            f"{resume}")
+
+
 class JobError(NbparError):
     """A command run by `nbpar.run_job` failed: a non-zero exit, a signal, or an abort.
 

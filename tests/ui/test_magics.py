@@ -1,7 +1,7 @@
 """%parallel_map in an InteractiveShell (no kernel): options, results, usage errors, continue.
 
 Functions are defined in the shell (its `__main__`), so they travel to the workers by value.
-Outside a notebook the magic blocks and shows a tqdm bar; the live rewrite is kernel.py's.
+Outside a notebook the magic blocks and shows a tqdm bar (or nothing, with --progress none).
 """
 
 import subprocess
@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbpar
-from nbpar.ui import kernel, magics
+from nbpar.ui import magics
 from waiting import wait_for
 
 
@@ -190,12 +190,3 @@ def test_split_words():
     words, spans = magics.split_words(' f  range(0, 3) "a b" [1, (2, 3)] \'\'\'x y\'\'\' ')
     assert words == ["f", "range(0, 3)", '"a b"', "[1, (2, 3)]", "'''x y'''"]
     assert all(len(w) == e - s for w, (s, e) in zip(words, spans))
-
-
-def test_no_kernel_means_no_rewrite(ip):
-    assert not kernel.in_notebook()
-    assert not kernel.can_await_live(ip)
-    lines = ["get_ipython().run_line_magic('parallel_map', 'f xs')\n"]
-    assert kernel.await_parallel_map(lines) == lines
-
-
