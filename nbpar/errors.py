@@ -107,32 +107,6 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
         return [f"{type(self).__name__}: {self}"]
 
 
-class MapInterrupted(KeyboardInterrupt):
-    """Ctrl-C or Jupyter's interrupt ended a map at once (STOP_RIGHTNOW); `.report` holds
-    what finished.
-
-    A KeyboardInterrupt, so code that catches that still does; its message says in one line
-    how far the map got and how to continue it, and IPython shows that line alone.
-
-    Parameters
-    ----------
-    message : str
-        How far the map got and how to continue it.
-    report : nbpar.Report, optional
-        The interrupted map's report, kept as `.report`.
-    """
-
-    def __init__(self, message, report=None):
-        super().__init__(message)
-        self.report = report
-
-    def __reduce__(self):
-        return (_rebuild_kw, (type(self), self.args, dict(report=self.report)))
-
-    def _render_traceback_(self):  # IPython shows this line instead of internal frames
-        return [f"KeyboardInterrupt: {self}"]
-
-
 def ended_early(report, how: str, resume: str) -> str:
     """The one line a stopped or interrupted map ends with: how far it got, and the call
     that continues it."""
@@ -141,6 +115,27 @@ def ended_early(report, how: str, resume: str) -> str:
     pending = "" if report is None else f" ({len(report.pending)} pending)"
     return (f"the map was {how} after {done} of {total} items{pending}; continue it with "
             f"{resume}")
+
+
+def interrupted(message: str, report=None) -> KeyboardInterrupt:
+    """What a map interrupted by Ctrl-C or Jupyter raises: KeyboardInterrupt itself, not a
+    subclass, so an uncaught one still ends a script as Ctrl-C does (killed by SIGINT: status
+    130 in a shell). It carries `message` (`ended_early`) and the map's `.report`, and IPython
+    shows its one line instead of the frames it was waiting in."""
+    error = KeyboardInterrupt(message)
+    error.report = report
+    error._render_traceback_ = _Lines([f"KeyboardInterrupt: {message}"])
+    return error
+
+
+class _Lines:
+    """A `_render_traceback_` that shows fixed lines."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __call__(self):
+        return list(self.lines)
 
 
 class JobError(NbparError):

@@ -28,7 +28,7 @@ import threading
 import types
 from contextlib import contextmanager
 
-from ..errors import MapInterrupted, ended_early
+from ..errors import ended_early
 
 __all__ = ["MapInterrupted", "in_notebook", "interrupt_stops", "pool_mimebundle", "shell",
            "show_user_frames"]
@@ -102,6 +102,18 @@ def _user_frames(tb):
 
 
 # ---------------------------------------------------------------- the interrupt
+
+class MapInterrupted(KeyboardInterrupt):
+    """Jupyter's interrupt (or Ctrl-C) stopped a map in a cell: one line, with the stopped
+    `.report`."""
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+    def _render_traceback_(self):  # IPython shows this line instead of frames
+        return [f"KeyboardInterrupt: {self}"]
+
 
 class _Guard:
     interrupted = False

@@ -36,9 +36,10 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..backends import START_METHODS
-from ..errors import MapInterrupted, StoppedError, ended_early
+from ..errors import StoppedError, ended_early
 from ..pool import WorkerPool
 from . import kernel
+from .kernel import MapInterrupted
 
 USAGE = ("%parallel_map [-n N] [--start-method M] [--shared EXPR] [--chunk-size K] "
          "[--timeout SECONDS] [--checkpoint PATH] [--progress widget|text|none] "

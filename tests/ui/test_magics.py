@@ -31,6 +31,18 @@ def ip():
     shell.run_line_magic("unload_ext", "nbpar")
 
 
+@pytest.fixture
+def pools(ip):
+    """`pool`, an open WorkerPool of threads, and `closed_pool`, a closed one."""
+    pool = ip.user_ns["pool"] = nbpar.WorkerPool(2, start_method="threading")
+    closed = ip.user_ns["closed_pool"] = nbpar.WorkerPool(1, start_method="threading")
+    closed.close()
+    closed.join()
+    yield pool
+    pool.close()
+    pool.join()
+
+
 def pm(ip, line):
     return ip.run_line_magic("parallel_map", line)
 
@@ -74,8 +86,24 @@ def test_dotted_and_builtin_names(ip):
     ("-o 1x square [1]", "-o needs a variable name"),
     ("-n 0 square [1]", "n_jobs must be"),
     ("--continue square [1]", "--continue takes no ITERABLE_EXPR"),
+    ("--timeout x square [1]", "argument --timeout: invalid float value: 'x'"),
+    ("--timeout 0 square [1]", "--timeout needs a number of seconds > 0, got 0"),
+    ("--timeout -2 square [1]", "--timeout needs a number of seconds > 0, got -2"),
+    ("--timeout nan square [1]", "--timeout needs a number of seconds > 0, got nan"),
+    ("--progress bar square [1]", "argument --progress: invalid choice: 'bar'"),
+    ("--checkpoint '' square [1]", "--checkpoint needs a file name"),
+    ("--checkpoint 'a'b square [1]", "--checkpoint 'a'b: not a valid quoted file name"),
+    ("--checkpoint c.ckpt --continue square", "--continue takes no --checkpoint"),
+    ("--pool nothing square [1]", "--pool 'nothing' is not defined"),
+    ("--pool xs square [1]", "--pool 'xs' is not an nbpar.WorkerPool (a list)"),
+    ("--pool pool.x square [1]", "--pool 'pool.x': no attribute 'x'"),
+    ("--pool pool -n 2 square [1]", "-n does not go with --pool"),
+    ("--pool pool --start-method fork square [1]", "--start-method does not go with --pool"),
+    ("--pool pool --shared 1 square [1]", "--shared does not go with --pool"),
+    ("--pool pool --keep-alive square [1]", "--keep-alive does not go with --pool"),
+    ("--pool closed_pool square [1]", "--pool 'closed_pool' is closed"),
 ])
-def test_a_bad_line_is_one_usage_line(ip, line, says):
+def test_a_bad_line_is_one_usage_line(ip, pools, line, says):
     ip.run_cell("import math")
     ip.user_ns["xs"] = [1]
     with pytest.raises(UsageError) as info:
@@ -181,9 +209,11 @@ def test_extension_loads_again_and_import_stays_light(ip):
 
 def test_magic_help_names_every_option(ip):
     doc = ip.magics_manager.magics["line"]["parallel_map"].__doc__
-    for option in ("-n", "--start-method", "--shared", "--chunk-size", "--background", "-o",
+    for option in ("-n", "--start-method", "--shared", "--chunk-size", "--timeout",
+                   "--checkpoint", "--progress", "--keep-alive", "--pool", "--background", "-o",
                    "--continue", "FUNC", "ITERABLE_EXPR"):
         assert option in doc
+    assert "Parameters\n" in doc and "Raises\n" in doc
 
 
 def test_split_words():
