@@ -284,8 +284,18 @@ class MapRun:
 
     def blocking(self):
         """The call: blocks the caller until the map ends (the buttons act meanwhile)."""
-        self._show(live=False)
+        self._show_or_abandon(live=False)
         return self.call(progress_bar=self.progress == "text")
+
+    def _show_or_abandon(self, live):
+        """Show the view; if that fails (or is interrupted), the map never starts and the
+        magic's own pool is closed before the error goes on."""
+        try:
+            self._show(live)
+        except BaseException:
+            if self.owned:
+                self.pool.terminate()
+            raise
 
     def call(self, progress_bar=False):
         try:
@@ -298,7 +308,7 @@ class MapRun:
 
     def start_background(self) -> BackgroundMap:
         """The map in a thread; the returned handle's .result() waits for it."""
-        self._show(live=True)
+        self._show_or_abandon(live=True)
         handle = BackgroundMap(self)
         threading.Thread(target=handle._run, name="nbpar-parallel-map", daemon=True).start()
         return handle

@@ -168,3 +168,25 @@ def test_keep_alive_keeps_the_workers_for_the_next_map(ip, magic):
     wait_for(lambda: _gone(first[0]), timeout=10, what="the replaced pool's worker to end")
     magic.release_kept()
     assert magic.kept is None
+
+
+def test_a_view_that_fails_leaves_no_pool(ip, magic, monkeypatch):
+    """If the view cannot be shown, the map never starts and the magic's pool is closed."""
+    from nbpar.ui import magics
+
+    made = []
+    real = magics.WorkerPool
+
+    def recording_pool(*args, **kwargs):
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    def broken_view(run, live):
+        raise ImportError("no ipywidgets here")
+
+    monkeypatch.setattr(magics, "WorkerPool", recording_pool)
+    monkeypatch.setattr(magics.MapRun, "_show", broken_view)
+    with pytest.raises(ImportError, match="no ipywidgets"):
+        pm(ip, "-n 1 square [1]")
+    (pool,) = made
+    assert pool._closed and not pool._boss.thread.is_alive()
