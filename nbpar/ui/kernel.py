@@ -11,8 +11,8 @@ the worker's frames in the user's code. `show_user_frames` has IPython leave out
 of nbpar and of IPython's magic machinery between the two, once; `%tb` shows them all.
 
 The toolbar's interrupt (SIGINT) reaches a blocking map as KeyboardInterrupt in the main
-thread: the pool stops it at once (STOP_RIGHTNOW) and raises `MapInterrupted`, one line
-saying how to continue. It does not reach an awaiting cell in time on ipykernel 7.4 (only once
+thread: the pool stops it at once (STOP_RIGHTNOW) and raises a KeyboardInterrupt whose one
+line says how to continue (the magic's is `MapInterrupted`, naming `--continue`). It does not reach an awaiting cell in time on ipykernel 7.4 (only once
 the awaited thing ends by itself), so while `await pool.map_async(...)` runs in the kernel's
 main thread, `interrupt_stops` holds SIGINT and turns it into STOP_RIGHTNOW itself.
 
