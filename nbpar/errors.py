@@ -107,6 +107,37 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
         return [f"{type(self).__name__}: {self}"]
 
 
+def ended_early(report, how: str, resume: str) -> str:
+    """The one line a stopped or interrupted map ends with: how far it got, and the call
+    that continues it."""
+    total = "?" if report is None or report.total is None else report.total
+    done = 0 if report is None else report.done
+    pending = "" if report is None else f" ({len(report.pending)} pending)"
+    return (f"the map was {how} after {done} of {total} items{pending}; continue it with "
+            f"{resume}")
+
+
+def interrupted(message: str, report=None) -> KeyboardInterrupt:
+    """What a map interrupted by Ctrl-C or Jupyter raises: KeyboardInterrupt itself, not a
+    subclass, so an uncaught one still ends a script as Ctrl-C does (killed by SIGINT: status
+    130 in a shell). It carries `message` (`ended_early`) and the map's `.report`, and IPython
+    shows its one line instead of the frames it was waiting in."""
+    error = KeyboardInterrupt(message)
+    error.report = report
+    error._render_traceback_ = _Lines([f"KeyboardInterrupt: {message}"])
+    return error
+
+
+class _Lines:
+    """A `_render_traceback_` that shows fixed lines."""
+
+    def __init__(self, lines):
+        self.lines = lines
+
+    def __call__(self):
+        return list(self.lines)
+
+
 class JobError(NbparError):
     """A command run by `nbpar.run_job` failed: a non-zero exit, a signal, or an abort.
 

@@ -20,7 +20,7 @@ from . import tracebacks
 from .backends import START_METHODS, make_backend
 from .boss import Boss
 from .call_options import NONE, CallOptions, check_callbacks, on_done
-from .errors import describe
+from .errors import describe, ended_early, interrupted
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
                    JobHandle, Release)
 from .messages import WorkerSetup
@@ -484,7 +484,8 @@ class WorkerPool(AsyncMaps):
             be pickled; each names the item.
         KeyboardInterrupt
             Ctrl-C or Jupyter's interrupt: the running tasks are stopped at once and what
-            finished is kept in `report()`.
+            finished is kept in `report()` (and the error's `.report`); its message says,
+            in one line, how to continue.
         """
         opts = CallOptions.parse(options, "map")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
@@ -868,7 +869,8 @@ class WorkerPool(AsyncMaps):
                 self._store_results(job, store)
         except KeyboardInterrupt:
             self._interrupt(handle)
-            raise
+            raise _interrupted(job, handle.report if handle.done else self.report(),
+                               store) from None
         finally:
             if store is not None:
                 store.close()
@@ -932,6 +934,16 @@ class _SetupFactory:
         init, exit_ = encoded
         return WorkerSetup(worker_id, worker_init=init, worker_exit=exit_, progress=None,
                            **self.flags)
+
+
+def _interrupted(job, report, store) -> KeyboardInterrupt:
+    """What an interrupted map raises: a KeyboardInterrupt with one line saying how far it
+    got and the call that continues it (in IPython, that line alone)."""
+    if store is not None:
+        resume = "the same call: its checkpoint keeps what finished"
+    else:
+        resume = f"pool.{'starmap' if job.star else 'map'}(func, report=pool.report())"
+    return interrupted(ended_early(report, "interrupted", resume), report)
 
 
 def _check_func(func):

@@ -1,39 +1,39 @@
-"""Talking to the running IPython kernel: where are we, and how does a cell wait live.
+"""Talking to the running IPython kernel: where are we, how a map's error shows there, and
+SIGINT while a map is awaited.
 
-A widget click reaches Python while a cell runs only if the kernel's event loop is free: on
-ipykernel >= 7.4 that is the case while an async cell awaits, never while a cell blocks the main
-thread. So `%parallel_map` at the top level of a cell is rewritten, after IPython's own rewrite
-of the magic, into an awaited call:
+`%parallel_map` and a plain `pool.map` block the cell like any call; the pool widget's
+buttons still act meanwhile, handled in nbpar's kernel subshell (live.py). So the magic works
+wherever a call does: under `%time`, `%%time` and `%timeit`, in an assignment, a `with` block,
+a loop or a function.
 
-    get_ipython().run_line_magic('parallel_map', 'f xs')
-      -> (await __import__('nbpar.ui.magics').ui.magics.parallel_map_awaited('f xs'))
+A map's error in a cell shows what concerns the user: the cell's line, and (as its cause)
+the worker's frames in the user's code. `show_user_frames` has IPython leave out the frames
+of nbpar and of IPython's magic machinery between the two, once; `%tb` shows them all.
 
-The cell stays busy ([*]) and shows the result list like any call, "Run All" keeps its order,
-and the pool widget's buttons act during the map. Only top-level occurrences found with `ast`
-are rewritten (never inside a `def`, a class, a lambda or a comprehension, never in a string
-literal); `%time %parallel_map ...`, `%autoawait off`, another loop runner or an older kernel
-keep the plain blocking call, whose buttons act only once the cell has ended.
-
-The toolbar's interrupt (SIGINT) does not reach an awaiting cell in time on ipykernel 7.4: it
-cancels the cell only once the awaited thing ends by itself. So while a map is awaited in the
-kernel's main thread, `interrupt_stops` holds SIGINT and turns it into STOP_RIGHTNOW; the map
-then ends at once and `MapInterrupted` says, in one line, how to continue it.
+The toolbar's interrupt (SIGINT) reaches a blocking map as KeyboardInterrupt in the main
+thread: the pool stops it at once (STOP_RIGHTNOW) and raises a KeyboardInterrupt whose one
+line says how to continue (the magic's is `MapInterrupted`, naming `--continue`). It does not reach an awaiting cell in time on ipykernel 7.4 (only once
+the awaited thing ends by itself), so while `await pool.map_async(...)` runs in the kernel's
+main thread, `interrupt_stops` holds SIGINT and turns it into STOP_RIGHTNOW itself.
 
 Nothing here imports ipywidgets; IPython only when asked about a running shell.
 """
 
 from __future__ import annotations
 
-import ast
+import os
 import signal
 import sys
 import threading
+import types
 from contextlib import contextmanager
 
-MAGIC = "parallel_map"
-_MARK = f"run_line_magic('{MAGIC}'"
-_AWAITED = "(await __import__('nbpar.ui.magics').ui.magics.parallel_map_awaited({args}))"
-LIVE_KERNEL = (7, 4)  # ipykernel: widget messages handled while an async cell awaits
+from ..errors import ended_early
+
+__all__ = ["MapInterrupted", "in_notebook", "interrupt_stops", "pool_mimebundle", "shell",
+           "show_user_frames"]
+
+_NBPAR_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def shell():
@@ -50,99 +50,62 @@ def in_notebook() -> bool:
     return ip is not None and getattr(ip, "kernel", None) is not None
 
 
-def kernel_version() -> tuple:
-    try:
-        from importlib.metadata import version
-        return tuple(int(p) for p in version("ipykernel").split(".")[:2])
-    except Exception:  # noqa: BLE001 - unknown or odd version strings: assume old
-        return (0, 0)
+# ---------------------------------------------------------------- a map's error in a cell
+
+def show_user_frames(exc: BaseException) -> BaseException:
+    """Have IPython show `exc`, the first time, with the user's frames only: the cell's line
+    (and the user's functions that led to it), not nbpar's frames nor IPython's magic
+    machinery. Its cause, the worker's traceback, shows as it is. An exception that renders
+    itself already is left alone; outside IPython nothing changes. Returns `exc`."""
+    if not hasattr(exc, "_render_traceback_"):
+        try:
+            exc._render_traceback_ = _UserFrames(exc)
+        except (AttributeError, TypeError):  # an exception that takes no attributes
+            pass
+    return exc
 
 
-def can_await_live(ip=None) -> bool:
-    """Whether an awaited top-level cell keeps widget clicks flowing in this kernel now."""
-    ip = ip or shell()
-    if ip is None or getattr(ip, "kernel", None) is None or not ip.autoawait:
-        return False
-    from IPython.core.async_helpers import _asyncio_runner
-    return ip.loop_runner is _asyncio_runner and kernel_version() >= LIVE_KERNEL
+class _UserFrames:
+    """An exception's one-shot `_render_traceback_`: IPython's own rendering of it, over
+    the user's frames."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    def __call__(self):
+        exc = self.exc
+        exc.__dict__.pop("_render_traceback_", None)  # once: `%tb` shows every frame
+        ip = shell()
+        tb = _user_frames(exc.__traceback__)
+        return ip.InteractiveTB.structured_traceback(type(exc), exc, tb, tb_offset=0)
 
 
-# ---------------------------------------------------------------- the input transformer
-
-def await_parallel_map(lines: list[str]) -> list[str]:
-    """IPython post-transformer: top-level `%parallel_map` calls become awaited calls."""
-    source = "".join(lines)
-    if _MARK not in source or not can_await_live():
-        return lines
-    rewritten = rewrite(source)
-    return lines if rewritten is None else rewritten.splitlines(keepends=True)
+def _internal(filename: str) -> bool:
+    """A frame of nbpar, of IPython, or of a magic's decorator."""
+    ipython = sys.modules.get("IPython")
+    ipython_dir = os.path.dirname(os.path.abspath(ipython.__file__)) + os.sep if ipython else None
+    return (filename.startswith(_NBPAR_DIR) or filename.startswith("<decorator-gen-")
+            or (ipython_dir is not None and filename.startswith(ipython_dir)))
 
 
-def rewrite(source: str) -> str | None:
-    """`source` with each top-level magic call awaited, or None when there is none."""
-    try:
-        tree = compile(source, "<cell>", "exec",
-                       ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
-    except SyntaxError:
-        return None  # IPython reports it on its own
-    calls = sorted(_top_level_calls(tree), key=lambda c: (c.lineno, c.col_offset),
-                   reverse=True)
-    if not calls:
-        return None
-    lines = [line.encode() for line in source.splitlines(keepends=True)]
-    for call in calls:  # from the end, so earlier offsets stay valid
-        text = _AWAITED.format(args=repr(call.args[1].value)).encode()
-        first, last = call.lineno - 1, call.end_lineno - 1  # offsets are in UTF-8 bytes
-        head, tail = lines[first][:call.col_offset], lines[last][call.end_col_offset:]
-        lines[first:last + 1] = [head + text + tail]
-    return b"".join(lines).decode()
-
-
-_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda, ast.ListComp,
-           ast.SetComp, ast.DictComp, ast.GeneratorExp)
-
-
-def _top_level_calls(node):
-    """`get_ipython().run_line_magic('parallel_map', '<text>')` calls outside any scope."""
-    for child in ast.iter_child_nodes(node):
-        if isinstance(child, _SCOPES):
-            continue
-        if _is_magic_call(child):
-            yield child
-        else:
-            yield from _top_level_calls(child)
-
-
-def _is_magic_call(node) -> bool:
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "run_line_magic" and len(node.args) == 2 and not node.keywords):
-        return False
-    owner, (name, text) = node.func.value, node.args
-    return (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name)
-            and owner.func.id == "get_ipython"
-            and isinstance(name, ast.Constant) and name.value == MAGIC
-            and isinstance(text, ast.Constant) and isinstance(text.value, str))
-
-
-def install(ip) -> None:
-    """Register the transformer once (a second `%load_ext` must not add it twice)."""
-    if not any(getattr(t, "__qualname__", None) == await_parallel_map.__qualname__
-               and getattr(t, "__module__", None) == __name__
-               for t in ip.input_transformers_post):
-        ip.input_transformers_post.append(await_parallel_map)
-
-
-def uninstall(ip) -> None:
-    ip.input_transformers_post[:] = [
-        t for t in ip.input_transformers_post
-        if not (getattr(t, "__qualname__", None) == await_parallel_map.__qualname__
-                and getattr(t, "__module__", None) == __name__)]
+def _user_frames(tb):
+    """`tb` without nbpar's and IPython's frames (IPython's run of the cell included)."""
+    kept = []
+    while tb is not None:
+        if not _internal(tb.tb_frame.f_code.co_filename):
+            kept.append((tb.tb_frame, tb.tb_lasti, tb.tb_lineno))
+        tb = tb.tb_next
+    rebuilt = None
+    for frame, lasti, lineno in reversed(kept):
+        rebuilt = types.TracebackType(rebuilt, frame, lasti, lineno)
+    return rebuilt
 
 
 # ---------------------------------------------------------------- the interrupt
 
 class MapInterrupted(KeyboardInterrupt):
-    """Jupyter's interrupt (or Ctrl-C) stopped a map: one line, with the stopped `.report`."""
+    """Jupyter's interrupt (or Ctrl-C) stopped a map in a cell: one line, with the stopped
+    `.report`."""
 
     def __init__(self, message, report=None):
         super().__init__(message)
@@ -160,11 +123,9 @@ class _Guard:
         from ..errors import StoppedError
         if not (self.interrupted and isinstance(error, StoppedError)):
             return error
-        r = error.report
-        message = (f"the map was interrupted after {r.done} of {r.total} items "
-                   f"({len(r.pending)} pending); continue it with "
-                   f"pool.map(func, report=pool.report())")
-        return MapInterrupted(message, r)
+        return MapInterrupted(ended_early(error.report, "interrupted",
+                                          "pool.map(func, report=pool.report())"),
+                              error.report)
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """%parallel_map in an InteractiveShell (no kernel): options, results, usage errors, continue.
 
 Functions are defined in the shell (its `__main__`), so they travel to the workers by value.
-Outside a notebook the magic blocks and shows a tqdm bar; the live rewrite is kernel.py's.
+Outside a notebook the magic blocks and shows a tqdm bar (or nothing, with --progress none).
 """
 
 import subprocess
@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import nbpar
-from nbpar.ui import kernel, magics
+from nbpar.ui import magics
 from waiting import wait_for
 
 
@@ -29,6 +29,18 @@ def ip():
                    "def gated(x):\n    gate.wait(30)\n    return x\n")
     yield shell
     shell.run_line_magic("unload_ext", "nbpar")
+
+
+@pytest.fixture
+def pools(ip):
+    """`pool`, an open WorkerPool of threads, and `closed_pool`, a closed one."""
+    pool = ip.user_ns["pool"] = nbpar.WorkerPool(2, start_method="threading")
+    closed = ip.user_ns["closed_pool"] = nbpar.WorkerPool(1, start_method="threading")
+    closed.close()
+    closed.join()
+    yield pool
+    pool.close()
+    pool.join()
 
 
 def pm(ip, line):
@@ -74,8 +86,24 @@ def test_dotted_and_builtin_names(ip):
     ("-o 1x square [1]", "-o needs a variable name"),
     ("-n 0 square [1]", "n_jobs must be"),
     ("--continue square [1]", "--continue takes no ITERABLE_EXPR"),
+    ("--timeout x square [1]", "argument --timeout: invalid float value: 'x'"),
+    ("--timeout 0 square [1]", "--timeout needs a number of seconds > 0, got 0"),
+    ("--timeout -2 square [1]", "--timeout needs a number of seconds > 0, got -2"),
+    ("--timeout nan square [1]", "--timeout needs a number of seconds > 0, got nan"),
+    ("--progress bar square [1]", "argument --progress: invalid choice: 'bar'"),
+    ("--checkpoint '' square [1]", "--checkpoint needs a file name"),
+    ("--checkpoint 'a'b square [1]", "--checkpoint 'a'b: not a valid quoted file name"),
+    ("--checkpoint c.ckpt --continue square", "--continue takes no --checkpoint"),
+    ("--pool nothing square [1]", "--pool 'nothing' is not defined"),
+    ("--pool xs square [1]", "--pool 'xs' is not an nbpar.WorkerPool (a list)"),
+    ("--pool pool.x square [1]", "--pool 'pool.x': no attribute 'x'"),
+    ("--pool pool -n 2 square [1]", "-n does not go with --pool"),
+    ("--pool pool --start-method fork square [1]", "--start-method does not go with --pool"),
+    ("--pool pool --shared 1 square [1]", "--shared does not go with --pool"),
+    ("--pool pool --keep-alive square [1]", "--keep-alive does not go with --pool"),
+    ("--pool closed_pool square [1]", "--pool 'closed_pool' is closed"),
 ])
-def test_a_bad_line_is_one_usage_line(ip, line, says):
+def test_a_bad_line_is_one_usage_line(ip, pools, line, says):
     ip.run_cell("import math")
     ip.user_ns["xs"] = [1]
     with pytest.raises(UsageError) as info:
@@ -181,21 +209,14 @@ def test_extension_loads_again_and_import_stays_light(ip):
 
 def test_magic_help_names_every_option(ip):
     doc = ip.magics_manager.magics["line"]["parallel_map"].__doc__
-    for option in ("-n", "--start-method", "--shared", "--chunk-size", "--background", "-o",
+    for option in ("-n", "--start-method", "--shared", "--chunk-size", "--timeout",
+                   "--checkpoint", "--progress", "--keep-alive", "--pool", "--background", "-o",
                    "--continue", "FUNC", "ITERABLE_EXPR"):
         assert option in doc
+    assert "Parameters\n" in doc and "Raises\n" in doc
 
 
 def test_split_words():
     words, spans = magics.split_words(' f  range(0, 3) "a b" [1, (2, 3)] \'\'\'x y\'\'\' ')
     assert words == ["f", "range(0, 3)", '"a b"', "[1, (2, 3)]", "'''x y'''"]
     assert all(len(w) == e - s for w, (s, e) in zip(words, spans))
-
-
-def test_no_kernel_means_no_rewrite(ip):
-    assert not kernel.in_notebook()
-    assert not kernel.can_await_live(ip)
-    lines = ["get_ipython().run_line_magic('parallel_map', 'f xs')\n"]
-    assert kernel.await_parallel_map(lines) == lines
-
-

@@ -55,3 +55,35 @@ def test_parallel_map_error_shows_the_cell_source(live_kernel):
     assert cell.error is not None and cell.error["ename"] == "ValueError"
     shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(cell.error["traceback"]))
     assert _cell_frame(shown), shown
+
+
+@pytest.mark.parametrize("code, line", [
+    ('r = %parallel_map -n 2 parse_reading ["21 C", "70 F"]', 1),
+    ('%time r = %parallel_map -n 2 parse_reading ["21 C", "70 F"]', None),
+    ('def read_all():\n    return_value = %parallel_map -n 2 parse_reading ["21 C", "70 F"]\n'
+     '    return return_value\nread_all()', 2),
+])
+def test_parallel_map_error_shows_the_users_frames_only(live_kernel, code, line):
+    """The cell's magic line and the worker's frames in the user's code: no frame of nbpar
+    or of IPython's magic machinery, nor a note that some were hidden."""
+    assert live_kernel.run(DEFINE).error is None
+    cell = live_kernel.run(code)
+    assert cell.error is not None and cell.error["ename"] == "ValueError"
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(cell.error["traceback"]))
+    assert _cell_frame(shown), shown  # the worker's frame, in the cell that defined it
+    assert ("run_line_magic('parallel_map', '-n 2 parse_reading" in shown  # the cell's line
+            or "run_line_magic('time', 'r = %parallel_map -n 2 parse_reading" in shown)
+    if line is not None:
+        assert re.search(rf"Cell In\[\d+\], line {line}\b", shown), shown
+    assert "nbpar: raised by item '70 F' (index 1) on worker" in shown
+    for internal in ("nbpar/", "IPython/core", "decorator-gen", "skipping hidden"):
+        assert internal not in shown, shown
+
+
+def test_the_full_traceback_stays_at_hand(live_kernel):
+    """Only the first showing leaves nbpar's frames out: %tb shows them all."""
+    assert live_kernel.run(DEFINE).error is None
+    assert live_kernel.run('%parallel_map -n 1 parse_reading ["70 F"]').error is not None
+    again = live_kernel.run("%tb")
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(again.error["traceback"]))
+    assert "nbpar/ui/magics.py" in shown and "ValueError: unknown unit 'F'" in shown
