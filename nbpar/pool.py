@@ -29,6 +29,7 @@ from .reports import Ledger, Report
 from .scheduling import AdaptiveChunker, JobsLimit, Scheduler
 from .signals import Signal
 from .sources import IterSource, ListSource
+from .story import StoryEntry
 
 DEFAULT_START_METHOD = "forkserver"
 _READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
@@ -379,6 +380,26 @@ class WorkerPool(AsyncMaps):
         report = self._boss.report()
         annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
         return report if annotate is None else annotate(report)
+
+    def debug_log(self) -> list[StoryEntry]:
+        """What the pool's Boss heard and did lately, for finding out why a map hangs or
+        gives a wrong answer.
+
+        The Boss numbers every event it takes (a worker's result, a death, a signal, a new
+        map, a report request, ...) and keeps its last 1000 steps: each event with the
+        instructions it led to (dispatch a batch, kill or retire a worker, finish a map, ...).
+        Only kinds and ids are kept (worker, batch and map ids), never results or items.
+        It can be read at any moment, even while the Boss is stuck. The same steps are
+        logged to the logger ``"nbpar.boss"`` at DEBUG level, as they happen.
+
+        Returns
+        -------
+        list of nbpar.story.StoryEntry
+            Oldest first. Each entry has `stimulus_id` (the event's number), `time` (in
+            `time.monotonic()` seconds), `event` and `instructions` (short texts such as
+            ``"BatchDone(worker_id=1, batch_id=7)"``); ``str(entry)`` gives it as one line.
+        """
+        return self._boss.debug_log()
 
     def get_exit_results(self) -> list:
         """What `worker_exit` returned in each worker that ran it, as MPIRE's method.

@@ -19,20 +19,29 @@ import itertools
 import signal as _signal
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
-from .events import (ApplyShared, BatchDone, BatchFailed, CancelJob, DeadlinePassed, Deliver,
-                     BatchStarted, Dispatch, DispatchFailed, FinishJob, ForgetFunc, JobSubmitted, KillWorker,
-                     Reply, Reshare, ResultsConsumed, RetireWorker, Shutdown, SignalReceived,
-                     StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
-                     WorkerInitFailed, WorkerMeasured, WorkerReady)  # noqa: F401
+from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,  # noqa: F401
+                     CancelJob, DeadlinePassed, Deliver, Dispatch, DispatchFailed, Event,
+                     FinishJob, ForgetFunc, Instruction, JobSubmitted, KillWorker, Reply,
+                     ReportRequested, Reshare, ResultsConsumed, RetireWorker, Shutdown,
+                     SignalReceived, StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
+                     WorkerInitFailed, WorkerMeasured, WorkerReady)
 from .messages import progress_span
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, Running, Scheduler
 from .signals import Signal
+from .story import STORY_LENGTH, Step
+
+# what a map is doing; "pending" and "running" are active (see Job.active)
+JobStatus = Literal["pending", "running", "finished", "failed", "stopped"]
+Stopping = Literal["stop", "failed"]  # why a map runs no more of its items
+# what a worker slot's process is doing ("retiring": asked to run worker_exit and end)
+SlotState = Literal["starting", "idle", "busy", "retiring", "dead"]
+KillReason = Literal["retire", "stop", "timeout", "cancel", "init_failed"]
 
 
 # ----------------------------------------------------------------------------- the work
@@ -63,11 +72,11 @@ class Job:
     max_active: int | None = None
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
-    status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
+    status: JobStatus = "pending"
     requeued: deque = field(default_factory=deque)  # (indices, items) to run again first
     in_flight: dict = field(default_factory=dict)
     exhausted: bool = False
-    stopping: str | None = None  # None | "stop" | "failed"
+    stopping: Stopping | None = None
     error: BaseException | None = None
     input_error: BaseException | None = None  # the input iterable raised (after `read` items)
     errors: list = field(default_factory=list)
@@ -131,7 +140,7 @@ class TaskBatch:
 @dataclass(eq=False)
 class WorkerSlot:
     id: int
-    state: str = "dead"  # "starting" | "idle" | "busy" | "retiring" | "dead"
+    state: SlotState = "dead"
     pid: int | None = None
     queue: deque = field(default_factory=deque)
     tasks_done: int = 0
@@ -140,7 +149,7 @@ class WorkerSlot:
     funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
     rss: float = 0.0  # last measured resident memory of its process
     lifespan: int | None = None  # tasks its process may run (of the map it last took work of)
-    kill_reason: str | None = None
+    kill_reason: KillReason | None = None
     over_memory: bool = False  # past max_worker_memory: retired once its queue is done
     recycled: int = 0  # processes of this slot retired for max_worker_memory
     retired: bool = False  # its last process ended normally (retired), not killed or crashed
@@ -315,16 +324,22 @@ class BossState:
         self._pending_kills: list[int] = []  # slots to kill, found while failing a map
         self.init_broken = False  # worker_init failed: start no worker until new work comes
         self.resharing: list = []  # new shared objects waiting for the old workers to go
+        self._stimuli = 0  # the last event's stimulus_id
+        self.story: deque[Step] = deque(maxlen=STORY_LENGTH)  # the last steps (story.py)
 
     # -- entry point
-    def handle(self, event, now: float) -> list:
-        out: list = []
-        kind = type(event)
-        on = _HANDLERS.get(kind)
-        if on is None:
-            on = _HANDLERS[kind] = getattr(BossState, "_on_" + kind.__name__)
-        on(self, event, now, out)
+    def handle(self, event: Event, now: float) -> list[Instruction]:
+        """Take one event at time `now` (the Boss's clock): the instructions to carry out,
+        in order. The event is numbered (`stimulus_id`) and the step kept in `story`."""
+        out: list[Instruction] = []
+        self._stimuli += 1
+        event.stimulus_id = sid = self._stimuli
+        _HANDLERS[type(event)](self, event, now, out)
         self._advance(now, out)
+        told: tuple[Any, ...] = ()
+        for instr in out:  # (no comprehension: this runs for every task)
+            told += (instr._brief(instr),)
+        self.story.append((sid, now, event._brief(event), told))
         return out
 
     def timeout_of(self, job) -> float | None:
@@ -531,6 +546,10 @@ class BossState:
         elif sig is Signal.STOP_LISTENING:
             self.ending = True
             self.listening = False
+
+    def _on_ReportRequested(self, ev, now, out):
+        self._check_all = True  # (as for a signal)
+        out.append(Reply(ev.reply, self.report(None, now)))
 
     def _on_DeadlinePassed(self, ev, now, out):
         slot = self.slots[ev.worker_id]
@@ -1014,7 +1033,9 @@ def _noted(exc, place):
     return exc
 
 
-_HANDLERS: dict = {}  # event type -> BossState._on_<its name>
+# event type -> BossState._on_<its name>: every event has its handler, found at import
+_HANDLERS: dict[type[Event], Callable[[BossState, Any, float, list[Instruction]], None]] = {
+    kind: getattr(BossState, f"_on_{kind.__name__}") for kind in EVENTS}
 
 
 def _queue_length(slot) -> int:
