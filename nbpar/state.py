@@ -342,6 +342,21 @@ class BossState:
         self.story.append((sid, now, event._brief(event), told))
         return out
 
+    def validate_state(self) -> None:
+        """Check the machine's invariants (state_checks.py): every running task is queued on
+        a live worker, no item is both pending and running, a map's counts add up, and the
+        shortcuts (open slots, feeding maps, deadlines) agree with what they stand for.
+
+        Walks everything: for tests, which run it after every step, and for debugging.
+
+        Raises
+        ------
+        nbpar.state_checks.InvalidState
+            An invariant is broken; the message says which, and for which worker or map.
+        """
+        from .state_checks import check
+        check(self)
+
     def timeout_of(self, job) -> float | None:
         """The task timeout a job's tasks run under: its own, else the pool's."""
         return job.task_timeout if job.task_timeout is not None else self.task_timeout

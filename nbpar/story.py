@@ -15,6 +15,7 @@ matters has happened by the time anyone thinks of looking.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 from typing import Any, NamedTuple
 
 STORY_LENGTH = 1000  # steps kept
@@ -67,8 +68,13 @@ def text_of(brief: Any) -> str:
         return f"{brief.__name__}()"
     cls, *values = brief
     names = [_short(path) for path in cls.ids]
-    inner = ", ".join(f"{name}={value!r}" for name, value in zip(names, values))
+    inner = ", ".join(f"{name}={_shown(value)}" for name, value in zip(names, values))
     return f"{cls.__name__}({inner})"
+
+
+def _shown(value: Any) -> str:
+    """Signal.HALT rather than <Signal.HALT: 'HALT'>; repr for the rest."""
+    return str(value) if isinstance(value, Enum) else repr(value)
 
 
 def _short(path: str) -> str:
