@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -31,6 +32,8 @@ from .signals import Signal
 from .sources import IterSource, ListSource
 from .story import StoryEntry
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_START_METHOD = "forkserver"
 _READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
 
@@ -49,6 +52,7 @@ def _notify(observers, pool, signal) -> list:
         try:
             action = observer(pool, signal)
         except Exception:  # noqa: BLE001 - see above
+            _log.debug("signal observer %r failed on %s", observer, signal, exc_info=True)
             action = None
         if action is not None:
             after.append(action)
@@ -364,8 +368,8 @@ class WorkerPool(AsyncMaps):
         for action in after:
             try:
                 action()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - an observer must not stop the signal
+                _log.debug("an action after signal %s failed", signal, exc_info=True)
 
     def report(self) -> Report:
         """A snapshot of the latest map and of the workers, at any moment, from any thread.

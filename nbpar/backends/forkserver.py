@@ -313,8 +313,8 @@ class _ForkServer:
                     proc.join()
                     try:
                         link.conn.send(Exited(proc.pid, proc.exitcode))
-                    except OSError:
-                        pass  # the link is closed: its pool is gone, nobody to tell
+                    except OSError:  # the link is closed: its pool is gone, nobody to tell
+                        _log.debug("worker %s ended after its link", proc.pid, exc_info=True)
 
     # -- what a link sends, by type
     def set_path(self, link: _Link, msg: SetPath) -> None:
@@ -322,8 +322,8 @@ class _ForkServer:
         sys.path[:] = msg.sys_path
         try:
             os.chdir(msg.cwd)
-        except OSError:
-            pass  # removed since: the server keeps its directory, the workers get theirs
+        except OSError:  # removed since: the server keeps its directory, workers get theirs
+            _log.debug("the caller's directory %s is gone", msg.cwd, exc_info=True)
 
     def preload(self, link: _Link, msg: Preload) -> None:
         sys.path[:] = link.sys_path

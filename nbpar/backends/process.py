@@ -10,6 +10,7 @@ worker starts are inherited too (`WorkerSetup.funcs`); the other methods get the
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -23,6 +24,8 @@ from ..bundle import Bundle, preloadable
 from ..messages import PipeEnd, WorkerSetup, from_wire, to_wire
 from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
+
+_log = logging.getLogger(__name__)
 
 
 class MessagePipe:
@@ -181,6 +184,7 @@ class ProcessBackend:
             try:
                 modules |= self.bundle.modules(func)
             except Exception:  # noqa: BLE001 - the Boss reports an unpicklable func
+                _log.debug("no modules to preload for %r", func, exc_info=True)
                 continue
         self.link.preload([m for m in preloadable(modules) if m not in self.no_preload])
 
@@ -206,15 +210,16 @@ class ProcessBackend:
             try:
                 os.close(fd)
             except OSError:
-                pass
+                _log.debug("closing worker %s's output fd %s failed", handle.worker_id, fd,
+                           exc_info=True)
         if self.method == "forkserver":
             self.link.forget(handle.pid, handle.sentinel)
         else:
             handle.process.join(5)  # the sentinel can fire a moment before the child is reapable
             try:
                 handle.process.close()
-            except ValueError:
-                pass  # still not gone after 5 s: left to multiprocessing's own reaping
+            except ValueError:  # still not gone after 5 s: left to multiprocessing's reaping
+                _log.debug("worker %s not reaped after 5 s", handle.worker_id, exc_info=True)
 
     def position(self, worker_id):
         return self.board[worker_id]
@@ -236,8 +241,11 @@ def kill_group(pid):
     for kill, target in ((os.killpg, pid), (os.kill, pid)):
         try:
             kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        except ProcessLookupError:
+            pass  # gone already (the group with its leader, or the worker itself)
+        except PermissionError:
+            _log.debug("killing %s of worker %s was not allowed", kill.__name__, pid,
+                       exc_info=True)
 
 
 def _with_progress(setup, handle):

@@ -6,6 +6,7 @@ result is dropped and a fresh thread takes its place), as concurrent.futures doe
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -13,6 +14,8 @@ from collections import deque
 
 from .. import worker
 from . import WorkerHandle
+
+_log = logging.getLogger(__name__)
 
 
 class _Ends:
@@ -121,7 +124,7 @@ class ThreadBackend:
         try:
             os.close(handle.channel.ends.r)
         except OSError:
-            pass
+            _log.debug("closing worker %s's pipe failed", handle.worker_id, exc_info=True)
 
     def position(self, worker_id):
         return self.board[worker_id]

@@ -50,3 +50,16 @@ def test_the_boss_logs_its_steps_at_debug_only(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "nbpar.boss"]
     assert any(f"JobSubmitted(job_id={job_id})" in line for line in lines)
     assert sum("BatchDone(" in line for line in lines) >= 5
+
+
+def test_an_output_sink_that_raises_is_logged_and_the_map_goes_on(caplog):
+    def broken(worker_id, stream, text):
+        raise RuntimeError("sink down")
+
+    with caplog.at_level(logging.DEBUG, logger="nbpar.boss"):
+        with nbpar.WorkerPool(1, start_method="fork", on_output=broken) as pool:
+            results = pool.map(tasks.talk, range(3))
+    assert results == [0, 1, 2]
+    failures = [r for r in caplog.records
+                if r.name == "nbpar.boss" and r.getMessage().startswith("the output sink")]
+    assert failures and failures[0].exc_info[0] is RuntimeError
