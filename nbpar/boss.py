@@ -36,6 +36,7 @@ from functools import partial
 from multiprocessing.connection import wait
 from typing import Any, Literal
 
+from . import events as ev
 from . import logs
 from . import messages as m
 from . import state as st
@@ -67,7 +68,7 @@ class ControlPipe:
     """
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[st.Event] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)  # a full pipe already holds a wake-up: never block
@@ -78,7 +79,7 @@ class ControlPipe:
     def fileno(self) -> int:
         return self._r
 
-    def send(self, event: st.Event) -> None:
+    def send(self, event: ev.Event) -> None:
         self._queue.put(event)
         if self._armed:
             return
@@ -93,7 +94,7 @@ class ControlPipe:
             except OSError:
                 _log.debug("the control pipe's wake-up byte was not written", exc_info=True)
 
-    def drain(self) -> list[st.Event]:
+    def drain(self) -> list[ev.Event]:
         try:
             os.read(self._r, 65536)
         except BlockingIOError:
@@ -130,7 +131,7 @@ class Boss:
         self._deferred: dict[int, list[m.Batch]] = {}  # worker id -> batches waiting for the
         # worker to be free
         self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
-        self._events: deque[st.Event] = deque()
+        self._events: deque[ev.Event] = deque()
         self._ready: set[Any] = set()  # what the last wait found ready
         self._outputs_ready = False  # any worker's stdout or stderr among them
         self._wakes: list[Callable[[], object]] = []  # hand-backs to callers, made at the
@@ -159,27 +160,27 @@ class Boss:
         self.thread.start()
 
     def send(self, signal: Signal, for_job: int | None = None) -> None:
-        self.control.send(st.SignalReceived(signal, for_job=for_job))
+        self.control.send(ev.SignalReceived(signal, for_job=for_job))
 
     def submit(self, job: st.Job) -> None:
         with self._gate:  # never hand a map to a Boss that has stopped reading
             if not self._accepting:
                 raise RuntimeError("the pool is closed: it takes no new work")
-            self.control.send(st.JobSubmitted(job))
+            self.control.send(ev.JobSubmitted(job))
 
     def cancel(self, job_id: int) -> None:
-        self.control.send(st.CancelJob(job_id))
+        self.control.send(ev.CancelJob(job_id))
 
     def reshare(self, prepared: Any) -> None:
-        self.control.send(st.Reshare(prepared))
+        self.control.send(ev.Reshare(prepared))
 
     def consumed(self, job_id: int, n: int) -> None:
-        self.control.send(st.ResultsConsumed(job_id, n))
+        self.control.send(ev.ResultsConsumed(job_id, n))
 
     def report(self, timeout: float = 5.0) -> Report:
         if self.thread.is_alive():
             reply: Future[Report] = Future()
-            self.control.send(st.ReportRequested(reply))
+            self.control.send(ev.ReportRequested(reply))
             deadline = time.monotonic() + timeout
             while self.thread.is_alive() and time.monotonic() < deadline:
                 try:
@@ -205,7 +206,7 @@ class Boss:
                 ready = self._selector.select(timeout)
                 self._debug = _log.isEnabledFor(logging.DEBUG)
                 if not ready:
-                    self._handle(st.Tick())
+                    self._handle(ev.Tick())
                     self._post()
                 self._ready = {key.fileobj for key, _ in ready}
                 self._outputs_ready = any(key.data[0] == "output" for key, _ in ready)
@@ -243,10 +244,10 @@ class Boss:
         else:  # "sentinel"
             self._on_gone(wid)
 
-    def _on_control(self, event: st.Event) -> None:
+    def _on_control(self, event: ev.Event) -> None:
         """A caller's event, for the state machine as it is; signals only while it listens
         (after STOP_LISTENING, report requests and the rest are still taken)."""
-        if type(event) is st.SignalReceived and not self.state.listening:
+        if type(event) is ev.SignalReceived and not self.state.listening:
             return
         self._handle(event)
 
@@ -288,11 +289,11 @@ class Boss:
         try:
             results = handle.channel.decode(msg.body)
         except Exception as exc:  # noqa: BLE001
-            self._handle(st.BatchFailed(wid, msg.batch_id, [], SerializationError(
+            self._handle(ev.BatchFailed(wid, msg.batch_id, [], SerializationError(
                 f"the results could not be unpickled in the caller: "
                 f"{type(exc).__name__}: {exc}"), msg.elapsed))
             return
-        self._handle(st.BatchDone(wid, msg.batch_id, results, msg.elapsed))
+        self._handle(ev.BatchDone(wid, msg.batch_id, results, msg.elapsed))
 
     def _on_failed(self, wid: int, handle: WorkerHandle, msg: m.Failed) -> None:
         self._drain_outputs(wid)
@@ -303,7 +304,7 @@ class Boss:
             _log.debug("the results before a failed task of worker %s could not be "
                        "unpickled: dropped", wid, exc_info=True)
             results = []
-        self._handle(st.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
+        self._handle(ev.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
 
     def _on_log(self, wid: int, handle: WorkerHandle, msg: m.Log) -> None:
         self._drain_outputs(wid)  # prints made before the record come before it
@@ -311,17 +312,17 @@ class Boss:
         self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
 
     def _on_started(self, wid: int, handle: WorkerHandle, msg: m.Started) -> None:
-        self._handle(st.BatchStarted(wid, msg.batch_id))
+        self._handle(ev.BatchStarted(wid, msg.batch_id))
 
     def _on_worker_ready(self, wid: int, handle: WorkerHandle, msg: m.Ready) -> None:
         handle.pid = msg.pid
         if self._measure_rss:
             self._measure(wid, handle)
-        self._handle(st.WorkerReady(wid, msg.pid))
+        self._handle(ev.WorkerReady(wid, msg.pid))
 
     def _on_init_failed(self, wid: int, handle: WorkerHandle, msg: m.InitFailed) -> None:
         self._drain_outputs(wid)
-        self._handle(st.WorkerInitFailed(wid, msg.error))
+        self._handle(ev.WorkerInitFailed(wid, msg.error))
 
     def _on_exited(self, wid: int, handle: WorkerHandle, msg: m.Exited) -> None:
         self._drain_outputs(wid)
@@ -331,7 +332,7 @@ class Boss:
             _log.debug("worker_exit's result on worker %s could not be unpickled: None "
                        "instead", wid, exc_info=True)
             result = None
-        self._handle(st.WorkerExited(wid, result, msg.error, self._exit_hooked.get(wid, True)))
+        self._handle(ev.WorkerExited(wid, result, msg.error, self._exit_hooked.get(wid, True)))
 
     def _measure(self, wid: int, handle: WorkerHandle) -> None:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
@@ -344,7 +345,7 @@ class Boss:
         except psutil.Error:
             _log.debug("worker %s's memory could not be measured", wid, exc_info=True)
             return
-        self._events.append(st.WorkerMeasured(wid, rss))
+        self._events.append(ev.WorkerMeasured(wid, rss))
 
     def _with_usage(self, report: Report) -> Report:
         """A report with its worker processes' CPU and memory (sampled, at most twice a
@@ -370,7 +371,7 @@ class Boss:
             self._forget(obj)
         self._deferred.pop(wid, None)
         self.backend.release(handle)
-        self._handle(st.WorkerDied(wid, exitcode, position, handle.lost))
+        self._handle(ev.WorkerDied(wid, exitcode, position, handle.lost))
 
     def _watch(self, obj: Any, kind: WaitKind, wid: int | None) -> None:
         entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
@@ -431,13 +432,13 @@ class Boss:
             _log.debug("the output sink failed on a line of worker %s", wid, exc_info=True)
 
     # -- events and instructions
-    def _handle(self, event: st.Event) -> None:
+    def _handle(self, event: ev.Event) -> None:
         """Feed an event (and those its instructions raise) to the state machine; carry out
         what it answers, each kind of instruction by its method (see _INSTRUCTIONS)."""
         self._events.append(event)
         while self._events:
-            ev = self._events.popleft()
-            for instr in self.state.handle(ev, time.monotonic()):
+            taken = self._events.popleft()
+            for instr in self.state.handle(taken, time.monotonic()):
                 _INSTRUCTIONS[type(instr)](self, instr)
             if self._debug:
                 _log.debug("%s", story.text_of_step(self.state.story[-1]))
@@ -448,37 +449,37 @@ class Boss:
             for wake in wakes:
                 wake()
 
-    def _deliver(self, instr: st.Deliver) -> None:
+    def _deliver(self, instr: ev.Deliver) -> None:
         self._wakes.append(partial(instr.job.handle.deliver, instr.indices, instr.results))
 
-    def _finish_job(self, instr: st.FinishJob) -> None:
+    def _finish_job(self, instr: ev.FinishJob) -> None:
         self._wakes.append(partial(instr.job.handle.finish, instr.error, instr.report))
 
-    def _kill(self, instr: st.KillWorker) -> None:
+    def _kill(self, instr: ev.KillWorker) -> None:
         handle = self.handles.get(instr.worker_id)
         if handle is not None and self.backend.kill(handle):
             self._on_gone(instr.worker_id)
 
-    def _retire(self, instr: st.RetireWorker) -> None:
+    def _retire(self, instr: ev.RetireWorker) -> None:
         self._send(instr.worker_id, m.Retire())
 
-    def _forget_func(self, instr: st.ForgetFunc) -> None:
+    def _forget_func(self, instr: ev.ForgetFunc) -> None:
         handle = self.handles.get(instr.worker_id)
         if handle is not None:
             handle.inherited.discard(instr.key)
         self._send(instr.worker_id, m.Forget(instr.key))
 
-    def _reply(self, instr: st.Reply) -> None:
-        if not instr.reply.done():
+    def _reply(self, instr: ev.Reply) -> None:
+        if instr.reply is not None and not instr.reply.done():
             instr.reply.set_result(self._with_usage(instr.report))
 
-    def _apply_shared(self, instr: st.ApplyShared) -> None:
+    def _apply_shared(self, instr: ev.ApplyShared) -> None:
         self.backend.apply(instr.prepared)
 
-    def _shut_down(self, instr: st.Shutdown) -> None:
+    def _shut_down(self, instr: ev.Shutdown) -> None:
         """Nothing to do: the loop ends on state.shut_down."""
 
-    def _start_worker(self, instr: st.StartWorker) -> None:
+    def _start_worker(self, instr: ev.StartWorker) -> None:
         wid = instr.worker_id
         # the functions of the running maps: a forked worker inherits them as they are
         setup = self.make_setup(wid)
@@ -486,7 +487,7 @@ class Boss:
         try:
             handle = self.backend.start(replace(setup, funcs=funcs or None))
         except Exception as exc:  # noqa: BLE001
-            self._events.append(st.StartFailed(wid, exc))
+            self._events.append(ev.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
         self._exit_hooked[wid] = self.make_setup.hooks[1] is not None  # (process workers
@@ -500,7 +501,7 @@ class Boss:
         for fd in handle.outputs:
             self._watch(fd, "output", wid)
 
-    def _dispatch(self, instr: st.Dispatch) -> None:
+    def _dispatch(self, instr: ev.Dispatch) -> None:
         wid, batch = instr.worker_id, instr.batch
         handle = self.handles.get(wid)
         if handle is None:
@@ -513,7 +514,7 @@ class Boss:
                                        job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
-            self._events.append(st.DispatchFailed(wid, batch.batch_id,
+            self._events.append(ev.DispatchFailed(wid, batch.batch_id,
                                                   _unpicklable(exc, batch, ch.encode)))
             return
         job.handle.started()
@@ -574,9 +575,9 @@ class Boss:
         with self._gate:
             self._accepting = False
         for event in self.control.drain():  # nobody may wait forever on a report
-            if type(event) is st.ReportRequested and not event.reply.done():
+            if type(event) is ev.ReportRequested and not event.reply.done():
                 event.reply.set_result(self.state.report(None, time.monotonic()))
-            elif type(event) is st.JobSubmitted:
+            elif type(event) is ev.JobSubmitted:
                 event.job.handle.finish(
                     RuntimeError("the pool is closed: it takes no new work"), None)
         self.backend.close()
@@ -610,15 +611,15 @@ _FROM_WORKER: dict[type, Callable[[Boss, int, WorkerHandle, Any], None]] = {
 }
 
 # each kind of instruction -> the Boss's method that carries it out
-_INSTRUCTIONS: dict[type[st.Instruction], Callable[[Boss, Any], None]] = {
-    st.Dispatch: Boss._dispatch,
-    st.Deliver: Boss._deliver,
-    st.FinishJob: Boss._finish_job,
-    st.StartWorker: Boss._start_worker,
-    st.KillWorker: Boss._kill,
-    st.RetireWorker: Boss._retire,
-    st.ForgetFunc: Boss._forget_func,
-    st.Reply: Boss._reply,
-    st.ApplyShared: Boss._apply_shared,
-    st.Shutdown: Boss._shut_down,
+_INSTRUCTIONS: dict[type[ev.Instruction], Callable[[Boss, Any], None]] = {
+    ev.Dispatch: Boss._dispatch,
+    ev.Deliver: Boss._deliver,
+    ev.FinishJob: Boss._finish_job,
+    ev.StartWorker: Boss._start_worker,
+    ev.KillWorker: Boss._kill,
+    ev.RetireWorker: Boss._retire,
+    ev.ForgetFunc: Boss._forget_func,
+    ev.Reply: Boss._reply,
+    ev.ApplyShared: Boss._apply_shared,
+    ev.Shutdown: Boss._shut_down,
 }

@@ -324,7 +324,7 @@ class FinishJob(Instruction):
 class Reply(Instruction):
     """Answer a report request."""
 
-    reply: Future[Report]
+    reply: Future[Report] | None  # (None: a SEND_REPORT signal without a reply)
     report: Report
 
 

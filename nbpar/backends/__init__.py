@@ -7,21 +7,41 @@ stdout/stderr. The Boss never asks which backend it has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 START_METHODS = ("fork", "forkserver", "spawn", "threading")
+
+
+class Channel(Protocol):
+    """The Boss's end of a worker's messages: sent and received whole, and how the bodies
+    of batches and results are encoded for this kind of worker (pickled, or as they are)."""
+
+    def fileno(self) -> int: ...
+    def send(self, msg: Any) -> None: ...
+    def recv(self) -> Any: ...
+    def close(self) -> None: ...
+
+    @staticmethod
+    def encode(obj: Any) -> Any: ...
+
+    @staticmethod
+    def decode(data: Any) -> Any: ...
 
 
 @dataclass(eq=False)
 class WorkerHandle:
     worker_id: int
     pid: int | None
-    channel: object  # .send(msg), .recv(), .fileno(), .close()
-    sentinel: object = None  # waitable; ready when the worker is gone
-    outputs: dict = field(default_factory=dict)  # fd -> "stdout" | "stderr"
-    process: object = None  # backend-specific
-    encode_func: object = None  # how a function is pickled for it (None: channel.encode)
-    inherited: set = field(default_factory=set)  # keys of the functions it was started with
+    channel: Channel
+    sentinel: int | None = None  # an fd, readable when the worker is gone (None: none)
+    outputs: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+    process: Any = None  # backend-specific
+    encode_func: Callable[[Any], Any] | None = None  # how a function is pickled for it
+    # (None: channel.encode)
+    inherited: set[int] = field(default_factory=set)  # keys of the functions it was started
+    # with
     lost: str | None = None  # set by the backend when it died of something else's death
 
 

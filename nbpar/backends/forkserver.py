@@ -275,7 +275,8 @@ class _ForkServer:
         """A link closed (or the caller went): kill its workers, forget it."""
         from .process import kill_group
         for proc in link.procs.values():
-            kill_group(proc.pid)  # the worker and what its tasks started
+            if proc.pid is not None:  # (always: started)
+                kill_group(proc.pid)  # the worker and what its tasks started
         for sentinel, proc in list(link.procs.items()):
             proc.join()
             self.owner.pop(sentinel, None)
@@ -311,6 +312,7 @@ class _ForkServer:
                     link = owner.pop(conn)
                     proc = link.procs.pop(conn)
                     proc.join()
+                    assert proc.pid is not None  # (started)
                     try:
                         link.conn.send(Exited(proc.pid, proc.exitcode))
                     except OSError:  # the link is closed: its pool is gone, nobody to tell
@@ -359,6 +361,7 @@ class _ForkServer:
         os.close(err_fd)
         link.procs[proc.sentinel] = proc
         self.owner[proc.sentinel] = link
+        assert proc.pid is not None  # (started)
         link.conn.send(Spawned(proc.pid))
         _send_fds(link.conn, [proc.sentinel])
 

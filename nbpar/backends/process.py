@@ -234,7 +234,7 @@ class ProcessBackend:
         self.board.close()
 
 
-def kill_group(pid):
+def kill_group(pid: int) -> None:
     """SIGKILL a worker's process group (it leads one: worker.bootstrap), then the worker
     itself, in case it was killed before it could make its group. The group's id is the
     worker's pid, which Linux does not reuse while the worker or any of the group lives."""
