@@ -114,8 +114,9 @@ class ControlPipe:
                 os.close(self._w)
 
 
-class Boss:
-    """Runs a pool's state machine against its backend, in a thread of the caller."""
+class BossThread:
+    """Runs a pool's state machine against its backend, in a thread of the caller (the
+    pool's Boss; `nbpar.Boss` is classic.py's instruction-level API, built on a pool)."""
 
     def __init__(self, backend: Any, state: st.BossState, make_setup: Any,
                  on_output: Callable[[int, str, str], object], name: str = "nbpar") -> None:
@@ -600,26 +601,26 @@ def _unpicklable(exc: Exception, batch: st.TaskBatch,
 
 
 # each kind of worker message -> the Boss's method that turns it into an event
-_FROM_WORKER: dict[type, Callable[[Boss, int, WorkerHandle, Any], None]] = {
-    m.Done: Boss._on_done,
-    m.Failed: Boss._on_failed,
-    m.Log: Boss._on_log,
-    m.Started: Boss._on_started,
-    m.Ready: Boss._on_worker_ready,
-    m.InitFailed: Boss._on_init_failed,
-    m.Exited: Boss._on_exited,
+_FROM_WORKER: dict[type, Callable[[BossThread, int, WorkerHandle, Any], None]] = {
+    m.Done: BossThread._on_done,
+    m.Failed: BossThread._on_failed,
+    m.Log: BossThread._on_log,
+    m.Started: BossThread._on_started,
+    m.Ready: BossThread._on_worker_ready,
+    m.InitFailed: BossThread._on_init_failed,
+    m.Exited: BossThread._on_exited,
 }
 
 # each kind of instruction -> the Boss's method that carries it out
-_INSTRUCTIONS: dict[type[ev.Instruction], Callable[[Boss, Any], None]] = {
-    ev.Dispatch: Boss._dispatch,
-    ev.Deliver: Boss._deliver,
-    ev.FinishJob: Boss._finish_job,
-    ev.StartWorker: Boss._start_worker,
-    ev.KillWorker: Boss._kill,
-    ev.RetireWorker: Boss._retire,
-    ev.ForgetFunc: Boss._forget_func,
-    ev.Reply: Boss._reply,
-    ev.ApplyShared: Boss._apply_shared,
-    ev.Shutdown: Boss._shut_down,
+_INSTRUCTIONS: dict[type[ev.Instruction], Callable[[BossThread, Any], None]] = {
+    ev.Dispatch: BossThread._dispatch,
+    ev.Deliver: BossThread._deliver,
+    ev.FinishJob: BossThread._finish_job,
+    ev.StartWorker: BossThread._start_worker,
+    ev.KillWorker: BossThread._kill,
+    ev.RetireWorker: BossThread._retire,
+    ev.ForgetFunc: BossThread._forget_func,
+    ev.Reply: BossThread._reply,
+    ev.ApplyShared: BossThread._apply_shared,
+    ev.Shutdown: BossThread._shut_down,
 }

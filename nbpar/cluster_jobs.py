@@ -51,7 +51,7 @@ class Outcome:
                 and not self.timed_out)
 
 
-class Job:
+class ClusterJob:
     """A job as steering sees it: pause / unpause / stop are safe from any thread, before,
     while and after it runs (a job paused before it starts, starts held)."""
 
@@ -97,7 +97,7 @@ class Job:
         """After a stop that nobody waited for: collect what is left of the job."""
 
 
-class LocalJob(Job):
+class LocalJob(ClusterJob):
     """`/bin/sh job.sh` here, in its own process group (so signals reach what it started)."""
 
     proc = None
@@ -193,7 +193,7 @@ def _wait_slice(deadline, drmaa) -> int:
     return drmaa.Session.TIMEOUT_WAIT_FOREVER if left is None else math.ceil(left)
 
 
-class GridJob(Job):
+class GridJob(ClusterJob):
     """`/bin/sh job.sh` submitted through DRMAA, output and errors directed into the job's
     directory (which, on a cluster of several hosts, must be on a shared filesystem:
     NBPAR_JOB_DIR chooses where it is made)."""

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from . import state as st
 from . import tracebacks
 from .backends import START_METHODS, make_backend
-from .boss import Boss
+from .boss import BossThread
 from .call_options import NONE, CallOptions, check_callbacks, on_done
 from .errors import describe
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
@@ -239,8 +239,8 @@ class WorkerPool(AsyncMaps):
                                    max_tasks_per_worker=max_tasks_per_worker,
                                    max_worker_memory=max_worker_memory)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
-        self._boss = Boss(self._backend, self._state, self._setup,
-                          on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
+        self._boss = BossThread(self._backend, self._state, self._setup,
+                                on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
         self._boss.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._boss)
 

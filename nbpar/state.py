@@ -508,7 +508,8 @@ class BossState:
                 self._feed_again(job)
         self._check_all = True
 
-    def _on_WorkerInitFailed(self, ev: WorkerInitFailed, now: float, out: list[Instruction]) -> None:
+    def _on_WorkerInitFailed(self, ev: WorkerInitFailed, now: float,
+                             out: list[Instruction]) -> None:
         exc = rebuild(ev.error, where=f"raised in worker_init on worker {ev.worker_id}")
         for job in list(self.jobs):
             self._fail(job, exc)

@@ -2,14 +2,21 @@
 
 Every backend gives the Boss `WorkerHandle`s: a channel to send messages to the worker and
 receive its replies, something to wait on for its death (`sentinel`), and the fds of its
-stdout/stderr. The Boss never asks which backend it has.
+stdout/stderr. The Boss never asks which backend it has; what runs the worker is the
+backend's own business, in the one field of the handle that names it (`mp_process`,
+`thread` or `dask_slot`).
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .dask.slot import Slot
 
 START_METHODS = ("fork", "forkserver", "spawn", "threading")
 
@@ -37,7 +44,10 @@ class WorkerHandle:
     channel: Channel
     sentinel: int | None = None  # an fd, readable when the worker is gone (None: none)
     outputs: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
-    process: Any = None  # backend-specific
+    # what runs the worker, for its backend (a fork server's worker has only its pid):
+    mp_process: BaseProcess | None = None  # a fork or spawn worker's Process
+    thread: threading.Thread | None = None  # a threading worker
+    dask_slot: Slot | None = None  # a slot running batches as Dask tasks
     encode_func: Callable[[Any], Any] | None = None  # how a function is pickled for it
     # (None: channel.encode)
     inherited: set[int] = field(default_factory=set)  # keys of the functions it was started

@@ -154,7 +154,7 @@ class ProcessBackend:
                     raise WorkerDiedError(
                         f"worker {setup.worker_id} could not start: "
                         f"{self.link.death()}", worker_id=setup.worker_id) from exc
-                process = pid
+                process = None  # (the server's child: known by its pid)
             else:
                 ctx = multiprocessing.get_context(self.method)
                 if self.method == "fork":
@@ -173,7 +173,7 @@ class ProcessBackend:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
-                            {out_r: "stdout", err_r: "stderr"}, process,
+                            {out_r: "stdout", err_r: "stderr"}, mp_process=process,
                             encode_func=self.bundle.encode_func, inherited=inherited)
 
     def _preload(self, funcs):
@@ -200,8 +200,8 @@ class ProcessBackend:
             if code is None and self.link.dead:
                 handle.lost = self.link.death()
             return code
-        handle.process.join(timeout)
-        return handle.process.exitcode
+        handle.mp_process.join(timeout)
+        return handle.mp_process.exitcode
 
     def release(self, handle):
         """After the worker is gone: free what the Boss held for it."""
@@ -215,9 +215,10 @@ class ProcessBackend:
         if self.method == "forkserver":
             self.link.forget(handle.pid, handle.sentinel)
         else:
-            handle.process.join(5)  # the sentinel can fire a moment before the child is reapable
+            handle.mp_process.join(5)  # the sentinel can fire a moment before the child is
+            # reapable
             try:
-                handle.process.close()
+                handle.mp_process.close()
             except ValueError:  # still not gone after 5 s: left to multiprocessing's reaping
                 _log.debug("worker %s not reaped after 5 s", handle.worker_id, exc_info=True)
 

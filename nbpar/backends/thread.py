@@ -109,7 +109,8 @@ class ThreadBackend:
         thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
                                   name=f"nbpar-worker-{setup.worker_id}", daemon=True)
         thread.start()
-        return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {}, thread)
+        return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {},
+                            thread=thread)
 
     def kill(self, handle) -> bool:
         """Abandon the thread: it ends after its current task. True: count it gone now."""

@@ -174,11 +174,11 @@ class DaskBackend:
             self._slots.add(slot)
         slot.thread.start()
         return WorkerHandle(setup.worker_id, None, slot.boss_end, None,
-                            {slot.out_r: "stdout", slot.err_r: "stderr"}, slot)
+                            {slot.out_r: "stdout", slot.err_r: "stderr"}, dask_slot=slot)
 
     def kill(self, handle) -> bool:
         """The slot ends now for the Boss; its thread stops its batches in the background."""
-        slot = handle.process
+        slot = handle.dask_slot
         slot.ends.end()
         slot.killed = True
         slot.stale_seats = self.leave(slot)  # its thread drops them (no exits, as a kill)
