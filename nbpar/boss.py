@@ -441,7 +441,7 @@ class BossThread:
             taken = self._events.popleft()
             for instr in self.state.handle(taken, time.monotonic()):
                 _INSTRUCTIONS[type(instr)](self, instr)
-            if self._debug:
+            if self._debug and taken.told:
                 _log.debug("%s", story.text_of_step(self.state.story[-1]))
         # Wake the callers last: a woken caller needs the GIL, which it gets as soon as this
         # thread goes back to its wait -- not after the rest of the bookkeeping.

@@ -71,9 +71,12 @@ class Event:
     `ids` (a class attribute) names the fields that identify an event in the story: small
     values only, so that the story keeps no results, items or maps alive. `_brief(event)`
     reads them in one C call (an attrgetter): the class and those values, or the class
-    alone when it has no ids."""
+    alone when it has no ids. `told` (a class attribute) is False for an event that changes
+    nothing and comes often, which the story leaves out (a report request: a widget asks ten
+    a second, and would push out the steps that matter)."""
 
     ids: ClassVar[tuple[str, ...]] = ()
+    told: ClassVar[bool] = True
     _brief: ClassVar[Callable[[Any], Any]]
     stimulus_id: int = field(default=0, kw_only=True)
 
@@ -209,6 +212,7 @@ class SignalReceived(Event):
 class ReportRequested(Event):
     """A caller asks for a report (taken even after STOP_LISTENING)."""
 
+    told: ClassVar[bool] = False
     reply: Future[Report]
 
 

@@ -390,9 +390,10 @@ class WorkerPool(AsyncMaps):
         gives a wrong answer.
 
         The Boss numbers every event it takes (a worker's result, a death, a signal, a new
-        map, a report request, ...) and keeps its last 1000 steps: each event with the
-        instructions it led to (dispatch a batch, kill or retire a worker, finish a map, ...).
-        Only kinds and ids are kept (worker, batch and map ids), never results or items.
+        map, ...) and keeps its last 1000 steps: each event with the instructions it led to
+        (dispatch a batch, kill or retire a worker, finish a map, ...). Only kinds and ids
+        are kept (worker, batch and map ids), never results or items; report requests, which
+        change nothing and come often, are left out.
         It can be read at any moment, even while the Boss is stuck. The same steps are
         logged to the logger ``"nbpar.boss"`` at DEBUG level, as they happen.
 

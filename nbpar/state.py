@@ -344,10 +344,11 @@ class BossState:
         event.stimulus_id = sid = self._stimuli
         _HANDLERS[type(event)](self, event, now, out)
         self._advance(now, out)
-        told: tuple[Any, ...] = ()
-        for instr in out:  # (no comprehension: this runs for every task)
-            told += (instr.__class__._brief(instr),)
-        self.story.append((sid, now, event.__class__._brief(event), told))
+        if event.told:
+            told: tuple[Any, ...] = ()
+            for instr in out:  # (no comprehension: this runs for every task)
+                told += (instr.__class__._brief(instr),)
+            self.story.append((sid, now, event.__class__._brief(event), told))
         return out
 
     def validate_state(self) -> None:

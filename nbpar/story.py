@@ -7,6 +7,8 @@ gave, each as its kind and the few small values that identify it (`Event.ids`,
 `Instruction.ids`: worker, batch and map ids). Nothing larger is kept, so the story holds no
 results, items or maps alive. `entries` turns steps into readable `StoryEntry`s, which is what
 `WorkerPool.debug_log()` returns; dask/distributed's stimulus ids and `story()` are the model.
+Report requests are numbered but not kept (`Event.told`): they change nothing, and a widget
+asking ten a second would soon leave nothing else in the story.
 
 A step costs one tuple and one deque append: the story is always kept, since the step that
 matters has happened by the time anyone thinks of looking.

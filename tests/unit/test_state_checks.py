@@ -55,6 +55,16 @@ def test_the_story_keeps_only_its_last_steps():
     assert story[0].stimulus_id == 6 and story[-1].stimulus_id == STORY_LENGTH + 5
 
 
+def test_report_requests_are_numbered_but_left_out_of_the_story():
+    pool = Pool(1, keep_alive=True)
+    pool.feed(st.Tick())
+    request = st.ReportRequested(reply=None)  # (the reply future is the Boss's business)
+    (reply,) = pool.feed(request)
+    assert isinstance(reply, st.Reply) and request.stimulus_id == 2
+    pool.feed(st.Tick())
+    assert [e.stimulus_id for e in entries(pool.state.story)] == [1, 3]
+
+
 def _small_values(obj):
     """Every value inside a raw step that is not a tuple (which it is made of)."""
     if isinstance(obj, tuple):
@@ -69,7 +79,6 @@ def test_the_story_keeps_no_results_items_or_maps():
     job = make_job(range(20), chunk_size=3, streaming=True)
     pool.play(pool.submit(job))
     pool.signal(Signal.HALT)
-    pool.feed(st.ReportRequested(reply=None))  # (a reply future is never looked at here)
     kinds = {type(v) for v in _small_values(tuple(pool.state.story))}
     assert kinds <= {int, float, str, type(None), type, Signal}, kinds
 
