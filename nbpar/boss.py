@@ -217,8 +217,7 @@ class BossThread:
                         if self._outbox:
                             self._post()  # each worker's work goes out as soon as it is made
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
-            _log.debug("the Boss failed; its last steps: %s", self.debug_log()[-20:],
-                       exc_info=True)
+            _log.debug("the Boss failed (its last steps: debug_log())", exc_info=True)
             self._fatal = exc
             self._abort(exc)
         finally:
