@@ -22,7 +22,7 @@ import time
 import psutil
 
 from nbpar import WorkerPool
-from nbpar.boss import Boss
+from nbpar.boss import BossThread
 
 from . import tasks
 
@@ -59,7 +59,7 @@ def main(argv=None):
 
     profiles = []
     if not args.cpu_only:
-        run = Boss._run
+        run = BossThread._run
 
         def profiled(self):
             profile = cProfile.Profile()
@@ -69,7 +69,7 @@ def main(argv=None):
                 run(self)
             finally:
                 profile.disable()
-        Boss._run = profiled
+        BossThread._run = profiled
 
     items = list(range(args.items))
     pool = WorkerPool(args.workers, keep_alive=True, task_timeout=args.task_timeout)

@@ -7,10 +7,17 @@
     worker stdout / stderr ─┘     (timeout = nearest task deadline)   └──── instructions out
 
 The thread blocks in a single wait on everything that can happen; it never polls. What it
-hears becomes events for the pure state machine (state.py); what the machine answers --
-start, dispatch, kill, retire, deliver, finish -- is carried out here. Worker output is read
-here, split into lines and handed on tagged with the worker id; a worker's output is drained
-before its results are, so prints come before the map returns.
+hears becomes events for the pure state machine (state.py): a caller's message on the control
+pipe is an event already (events.py: a new map, a signal, a report request, ...), and each
+kind of worker message has its method that makes one (`_FROM_WORKER`). What the machine
+answers -- start, dispatch, kill, retire, deliver, finish -- is carried out here, each kind of
+instruction by its method (`_INSTRUCTIONS`). Worker output is read here, split into lines and
+handed on tagged with the worker id; a worker's output is drained before its results are, so
+prints come before the map returns.
+
+The machine keeps its story (story.py): the last steps, each an event and the instructions it
+gave, read by `debug_log()`. With the logger "nbpar.boss" at DEBUG, each step is logged too
+(the level is looked at once per wake-up, so a disabled logger costs nothing per task).
 """
 
 from __future__ import annotations
@@ -22,20 +29,32 @@ import selectors
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import replace
 from functools import partial
 from multiprocessing.connection import wait
+from typing import Any, Literal
 
+from . import events as ev
 from . import logs
 from . import messages as m
 from . import state as st
+from . import story
+from .backends import WorkerHandle
 from .errors import SerializationError, describe
+from .reports import Report
 from .signals import Signal
 from .usage import UsageSampler
 from .worker import first_unpicklable
 
 _PREFETCH_MAX_BYTES = 64 * 1024  # a queued batch larger than this waits for its worker
+
+_log = logging.getLogger("nbpar.boss")
+
+# what a waitable the Boss watches is: its control pipe, a worker's channel, stdout or stderr
+# (output), or death (sentinel), or something of the backend's (a fork server's link)
+WaitKind = Literal["control", "channel", "output", "sentinel", "extra"]
 
 
 class ControlPipe:
@@ -48,8 +67,8 @@ class ControlPipe:
     a byte written after the clear is left for the next wait.)
     """
 
-    def __init__(self):
-        self._queue = queue.SimpleQueue()
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
         self._r, self._w = os.pipe()
         os.set_blocking(self._r, False)
         os.set_blocking(self._w, False)  # a full pipe already holds a wake-up: never block
@@ -57,11 +76,11 @@ class ControlPipe:
         self._lock = threading.Lock()  # a send never writes to an fd number close() freed
         self._armed = False  # a wake-up byte is on its way to the Boss
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self._r
 
-    def send(self, msg):
-        self._queue.put(msg)
+    def send(self, event: ev.Event) -> None:
+        self._queue.put(event)
         if self._armed:
             return
         with self._lock:
@@ -70,21 +89,23 @@ class ControlPipe:
             self._armed = True
             try:
                 os.write(self._w, b"\0")
-            except (BlockingIOError, OSError):
+            except BlockingIOError:
                 pass  # a full pipe has its wake-up byte already
+            except OSError:
+                _log.debug("the control pipe's wake-up byte was not written", exc_info=True)
 
-    def drain(self) -> list:
+    def drain(self) -> list[ev.Event]:
         try:
             os.read(self._r, 65536)
         except BlockingIOError:
-            pass
+            pass  # no byte: a message whose sender saw the pipe armed
         self._armed = False  # after the read: a byte written from now on wakes the next wait
         out = []
         while not self._queue.empty():  # the Boss is the one reader: no race
             out.append(self._queue.get_nowait())
         return out
 
-    def close(self):
+    def close(self) -> None:
         """Free both fds (the Boss's last act): a pool must not cost its process two fds."""
         with self._lock:
             if not self._closed:
@@ -93,29 +114,34 @@ class ControlPipe:
                 os.close(self._w)
 
 
-class Boss:
-    """Runs a pool's state machine against its backend, in a thread of the caller."""
+class BossThread:
+    """Runs a pool's state machine against its backend, in a thread of the caller (the
+    pool's Boss; `nbpar.Boss` is classic.py's instruction-level API, built on a pool)."""
 
-    def __init__(self, backend, state: st.BossState, make_setup, on_output, name="nbpar"):
+    def __init__(self, backend: Any, state: st.BossState, make_setup: Any,
+                 on_output: Callable[[int, str, str], object], name: str = "nbpar") -> None:
         self.backend = backend
         self.state = state
         state.positions = backend.position
         self.make_setup = make_setup
         self.on_output = on_output
         self.control = ControlPipe()
-        self.handles: dict = {}  # worker id -> WorkerHandle
-        self._waitables: dict = {}  # waitable -> (kind, worker id)
-        self._partial: dict = {}  # output fd -> bytes of an unfinished line
-        self._deferred: dict = {}  # worker id -> batches waiting for the worker to be free
-        self._exit_hooked: dict = {}  # worker id -> whether its setup had a worker_exit
-        self._events: deque = deque()
-        self._ready: set = set()  # what the last wait found ready
+        self.handles: dict[int, WorkerHandle] = {}  # worker id -> its handle
+        self._waitables: dict[Any, tuple[WaitKind, int | None]] = {}  # -> (kind, worker id)
+        self._partial: dict[int, bytes] = {}  # output fd -> bytes of an unfinished line
+        self._deferred: dict[int, list[m.Batch]] = {}  # worker id -> batches waiting for the
+        # worker to be free
+        self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
+        self._events: deque[ev.Event] = deque()
+        self._ready: set[Any] = set()  # what the last wait found ready
         self._outputs_ready = False  # any worker's stdout or stderr among them
-        self._wakes: list = []  # hand-backs to callers, made at the end of a step
+        self._wakes: list[Callable[[], object]] = []  # hand-backs to callers, made at the
+        # end of a step
+        self._debug = False  # "nbpar.boss" logs at DEBUG (looked at once per wake-up)
         # Messages to workers wait here until what woke the Boss is handled, then each
         # worker's go in one write: the two results a worker sends back to back bring it two
         # batches, and those cost one system call and one wake-up of the worker, not two.
-        self._outbox: dict = {}  # WorkerHandle -> [messages], in order
+        self._outbox: dict[WorkerHandle, list[Any]] = {}  # -> its messages, in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
             getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
         # CPU and memory of worker processes, put on the reports asked for (not on threads)
@@ -131,32 +157,31 @@ class Boss:
             self._watch(extra, "extra", None)
 
     # -- the caller's side
-    def start(self):
+    def start(self) -> None:
         self.thread.start()
 
-    def send(self, signal: Signal, for_job: int | None = None):
-        self.control.send(signal if for_job is None else st.SignalReceived(signal,
-                                                                           for_job=for_job))
+    def send(self, signal: Signal, for_job: int | None = None) -> None:
+        self.control.send(ev.SignalReceived(signal, for_job=for_job))
 
-    def submit(self, job: st.Job):
+    def submit(self, job: st.Job) -> None:
         with self._gate:  # never hand a map to a Boss that has stopped reading
             if not self._accepting:
                 raise RuntimeError("the pool is closed: it takes no new work")
-            self.control.send(("job", job))
+            self.control.send(ev.JobSubmitted(job))
 
-    def cancel(self, job_id: int):
-        self.control.send(("cancel", job_id))
+    def cancel(self, job_id: int) -> None:
+        self.control.send(ev.CancelJob(job_id))
 
-    def reshare(self, prepared):
-        self.control.send(("reshare", prepared))
+    def reshare(self, prepared: Any) -> None:
+        self.control.send(ev.Reshare(prepared))
 
-    def consumed(self, job_id: int, n: int):
-        self.control.send(("consumed", job_id, n))
+    def consumed(self, job_id: int, n: int) -> None:
+        self.control.send(ev.ResultsConsumed(job_id, n))
 
-    def report(self, timeout=5.0):
+    def report(self, timeout: float = 5.0) -> Report:
         if self.thread.is_alive():
-            reply: Future = Future()
-            self.control.send(("report", reply))
+            reply: Future[Report] = Future()
+            self.control.send(ev.ReportRequested(reply))
             deadline = time.monotonic() + timeout
             while self.thread.is_alive() and time.monotonic() < deadline:
                 try:
@@ -167,15 +192,22 @@ class Boss:
                 return reply.result()
         return self.state.report(None, time.monotonic())
 
+    def debug_log(self) -> list[story.StoryEntry]:
+        """The state machine's last steps, oldest first (see story.py). Read from any thread,
+        without asking the Boss: a deque's copy is one C call, whole under the GIL, so the
+        story can be read while the Boss is stuck -- when it is most wanted."""
+        return story.entries(self.state.story.copy())
+
     # -- the loop
-    def _run(self):
+    def _run(self) -> None:
         try:
             while not self.state.shut_down:
                 deadline = self.state.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
                 ready = self._selector.select(timeout)
+                self._debug = _log.isEnabledFor(logging.DEBUG)
                 if not ready:
-                    self._handle(st.Tick())
+                    self._handle(ev.Tick())
                     self._post()
                 self._ready = {key.fileobj for key, _ in ready}
                 self._outputs_ready = any(key.data[0] == "output" for key, _ in ready)
@@ -185,50 +217,41 @@ class Boss:
                         if self._outbox:
                             self._post()  # each worker's work goes out as soon as it is made
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
+            _log.debug("the Boss failed (its last steps: debug_log())", exc_info=True)
             self._fatal = exc
             self._abort(exc)
         finally:
             self._cleanup()
 
-    def _current(self, key) -> bool:
+    def _current(self, key: selectors.SelectorKey) -> bool:
         """Whether a ready key still means what it meant when the wait returned. Handling an
         earlier key of the same wait can close an fd and reuse its number for a new worker;
         the old key (an output's EOF, say) must not be read as news of the new one (its death)."""
         return self._waitables.get(key.fileobj) is key.data
 
-    def _on_ready(self, obj):
+    def _on_ready(self, obj: Any) -> None:
         kind, wid = self._waitables[obj]
         if kind == "control":
-            for msg in self.control.drain():
-                self._on_control(msg)
+            for event in self.control.drain():
+                self._on_control(event)
+        elif wid is None:  # "extra"
+            if self.backend.on_extra_ready(obj):
+                self._forget(obj)
         elif kind == "channel":
             self._on_channel(wid)
         elif kind == "output":
             self._read_output(wid, obj)
-        elif kind == "sentinel":
+        else:  # "sentinel"
             self._on_gone(wid)
-        elif self.backend.on_extra_ready(obj):
-            self._forget(obj)
 
-    def _on_control(self, msg):
-        if isinstance(msg, (Signal, st.SignalReceived)):
-            if self.state.listening:
-                self._handle(msg if isinstance(msg, st.SignalReceived)
-                             else st.SignalReceived(msg))
+    def _on_control(self, event: ev.Event) -> None:
+        """A caller's event, for the state machine as it is; signals only while it listens
+        (after STOP_LISTENING, report requests and the rest are still taken)."""
+        if type(event) is ev.SignalReceived and not self.state.listening:
             return
-        kind = msg[0]
-        if kind == "job":
-            self._handle(st.JobSubmitted(msg[1]))
-        elif kind == "report":
-            self._handle(st.SignalReceived(Signal.SEND_REPORT, msg[1]))
-        elif kind == "consumed":
-            self._handle(st.ResultsConsumed(msg[1], msg[2]))
-        elif kind == "cancel":
-            self._handle(st.CancelJob(msg[1]))
-        elif kind == "reshare":
-            self._handle(st.Reshare(msg[1]))
+        self._handle(event)
 
-    def _on_channel(self, wid):
+    def _on_channel(self, wid: int) -> None:
         """Every message the worker's pipe holds (a process pipe may bring several in one
         read: the ones after the first will not wake the wait)."""
         handle = self.handles[wid]
@@ -240,7 +263,7 @@ class Boss:
             if handle.sentinel is None:
                 self._on_gone(wid)
             return
-        more = getattr(channel, "has_message", None)
+        more: Callable[[], bool] | None = getattr(channel, "has_message", None)
         while more is not None and more():
             msgs.append(channel.recv())  # whole in the buffer: no read
         last = len(msgs) - 1
@@ -248,58 +271,70 @@ class Boss:
             if k < last and type(msg) is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
                     and msgs[k + 1].batch_id == msg.batch_id:
                 continue  # its end came with it: the clock it starts has nothing to time
-            self._on_message(wid, handle, msg)
+            try:
+                on = _FROM_WORKER[type(msg)]
+            except KeyError:
+                _log.debug("worker %s sent %r, which the Boss does not know: dropped", wid, msg)
+                continue
+            on(self, wid, handle, msg)
             if self.handles.get(wid) is not handle:
                 return
 
-    def _on_message(self, wid, handle, msg):
-        decode = handle.channel.decode
-        kind = type(msg)
-        if kind is m.Done:
-            self._drain_outputs(wid)
-            self._send_deferred(wid)
-            if self._measure_rss:
-                self._measure(wid, handle)
-            try:
-                results = decode(msg.body)
-            except Exception as exc:  # noqa: BLE001
-                self._handle(st.BatchFailed(wid, msg.batch_id, [], SerializationError(
-                    f"the results could not be unpickled in the caller: "
-                    f"{type(exc).__name__}: {exc}"), msg.elapsed))
-                return
-            self._handle(st.BatchDone(wid, msg.batch_id, results, msg.elapsed))
-        elif kind is m.Failed:
-            self._drain_outputs(wid)
-            self._send_deferred(wid)
-            try:
-                results = decode(msg.body)
-            except Exception:  # noqa: BLE001 - the error itself matters more
-                results = []
-            self._handle(st.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
-        elif kind is m.Log:
-            self._drain_outputs(wid)  # prints made before the record come before it
-            record = logs.handle_in_caller(msg.record)
-            self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
-        elif kind is m.Started:
-            self._handle(st.BatchStarted(wid, msg.batch_id))
-        elif kind is m.Ready:
-            handle.pid = msg.pid
-            if self._measure_rss:
-                self._measure(wid, handle)
-            self._handle(st.WorkerReady(wid, msg.pid))
-        elif kind is m.InitFailed:
-            self._drain_outputs(wid)
-            self._handle(st.WorkerInitFailed(wid, msg.error))
-        elif kind is m.Exited:
-            self._drain_outputs(wid)
-            try:
-                result = decode(msg.body)
-            except Exception:  # noqa: BLE001
-                result = None
-            self._handle(st.WorkerExited(wid, result, msg.error,
-                                         self._exit_hooked.get(wid, True)))
+    # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
+    def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
+        self._drain_outputs(wid)
+        self._send_deferred(wid)
+        if self._measure_rss:
+            self._measure(wid, handle)
+        try:
+            results = handle.channel.decode(msg.body)
+        except Exception as exc:  # noqa: BLE001
+            self._handle(ev.BatchFailed(wid, msg.batch_id, [], SerializationError(
+                f"the results could not be unpickled in the caller: "
+                f"{type(exc).__name__}: {exc}"), msg.elapsed))
+            return
+        self._handle(ev.BatchDone(wid, msg.batch_id, results, msg.elapsed))
 
-    def _measure(self, wid, handle):
+    def _on_failed(self, wid: int, handle: WorkerHandle, msg: m.Failed) -> None:
+        self._drain_outputs(wid)
+        self._send_deferred(wid)
+        try:
+            results = handle.channel.decode(msg.body)
+        except Exception:  # noqa: BLE001 - the error itself matters more
+            _log.debug("the results before a failed task of worker %s could not be "
+                       "unpickled: dropped", wid, exc_info=True)
+            results = []
+        self._handle(ev.BatchFailed(wid, msg.batch_id, results, msg.error, msg.elapsed))
+
+    def _on_log(self, wid: int, handle: WorkerHandle, msg: m.Log) -> None:
+        self._drain_outputs(wid)  # prints made before the record come before it
+        record = logs.handle_in_caller(msg.record)
+        self._emit(wid, "log", f"{record.levelname} {record.name}: {record.getMessage()}")
+
+    def _on_started(self, wid: int, handle: WorkerHandle, msg: m.Started) -> None:
+        self._handle(ev.BatchStarted(wid, msg.batch_id))
+
+    def _on_worker_ready(self, wid: int, handle: WorkerHandle, msg: m.Ready) -> None:
+        handle.pid = msg.pid
+        if self._measure_rss:
+            self._measure(wid, handle)
+        self._handle(ev.WorkerReady(wid, msg.pid))
+
+    def _on_init_failed(self, wid: int, handle: WorkerHandle, msg: m.InitFailed) -> None:
+        self._drain_outputs(wid)
+        self._handle(ev.WorkerInitFailed(wid, msg.error))
+
+    def _on_exited(self, wid: int, handle: WorkerHandle, msg: m.Exited) -> None:
+        self._drain_outputs(wid)
+        try:
+            result = handle.channel.decode(msg.body)
+        except Exception:  # noqa: BLE001
+            _log.debug("worker_exit's result on worker %s could not be unpickled: None "
+                       "instead", wid, exc_info=True)
+            result = None
+        self._handle(ev.WorkerExited(wid, result, msg.error, self._exit_hooked.get(wid, True)))
+
+    def _measure(self, wid: int, handle: WorkerHandle) -> None:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
         (RSS would count again the pages a forked worker shares with its parent)."""
         import psutil
@@ -308,23 +343,24 @@ class Boss:
         try:
             rss = psutil.Process(handle.pid).memory_full_info().uss
         except psutil.Error:
+            _log.debug("worker %s's memory could not be measured", wid, exc_info=True)
             return
-        self._events.append(st.WorkerMeasured(wid, rss))
+        self._events.append(ev.WorkerMeasured(wid, rss))
 
-    def _with_usage(self, report):
+    def _with_usage(self, report: Report) -> Report:
         """A report with its worker processes' CPU and memory (sampled, at most twice a
         second); a failed sample leaves the report as it is."""
         if self._usage is None:
             return report
         try:
             pids = [h.pid for h in self.handles.values() if h.pid is not None]
-            return self._usage.annotate(report, pids)
+            annotated: Report = self._usage.annotate(report, pids)
+            return annotated
         except Exception:  # noqa: BLE001 - figures are a nicety: never fail a report
-            logging.getLogger("nbpar").debug("sampling the workers' CPU and memory failed",
-                                             exc_info=True)
+            _log.debug("sampling the workers' CPU and memory failed", exc_info=True)
             return report
 
-    def _on_gone(self, wid):
+    def _on_gone(self, wid: int) -> None:
         handle = self.handles.pop(wid, None)
         if handle is None:
             return
@@ -335,21 +371,21 @@ class Boss:
             self._forget(obj)
         self._deferred.pop(wid, None)
         self.backend.release(handle)
-        self._handle(st.WorkerDied(wid, exitcode, position, handle.lost))
+        self._handle(ev.WorkerDied(wid, exitcode, position, handle.lost))
 
-    def _watch(self, obj, kind, wid):
+    def _watch(self, obj: Any, kind: WaitKind, wid: int | None) -> None:
         entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
         self._selector.register(obj, selectors.EVENT_READ, entry)
 
-    def _forget(self, obj):
+    def _forget(self, obj: Any) -> None:
         if self._waitables.pop(obj, None) is not None:
             try:
                 self._selector.unregister(obj)
-            except (KeyError, ValueError, OSError):
-                pass
+            except (KeyError, ValueError, OSError):  # closed already: nothing left to watch
+                _log.debug("unwatching %r failed", obj, exc_info=True)
 
     # -- output
-    def _read_output(self, wid, fd, final=False):
+    def _read_output(self, wid: int, fd: int, final: bool = False) -> None:
         handle = self.handles.get(wid)
         stream = handle.outputs.get(fd, "stdout") if handle else "stdout"
         while True:
@@ -358,6 +394,8 @@ class Boss:
             except BlockingIOError:
                 return
             except OSError:
+                _log.debug("reading worker %s's output failed: taken as its end", wid,
+                           exc_info=True)
                 data = b""
             if not data:
                 self._forget(fd)
@@ -372,7 +410,8 @@ class Boss:
             for line in lines:
                 self._emit(wid, stream, line)
 
-    def _drain_outputs(self, wid, handle=None, final=False):
+    def _drain_outputs(self, wid: int, handle: WorkerHandle | None = None,
+                       final: bool = False) -> None:
         """Read what a worker printed before the message being handled. Its prints were
         written before that message, so their pipes are among the same wait's ready keys:
         only those are read (a read of an empty pipe is a system call for nothing)."""
@@ -385,20 +424,24 @@ class Boss:
             if final or (fd in self._ready and fd in self._waitables):
                 self._read_output(wid, fd, final)
 
-    def _emit(self, wid, stream, raw):
+    def _emit(self, wid: int, stream: str, raw: str | bytes) -> None:
         try:
             self.on_output(wid, stream, raw if isinstance(raw, str)
                            else raw.decode("utf-8", "replace"))
         except Exception:  # noqa: BLE001 - a broken sink must not stop the Boss
-            pass
+            _log.debug("the output sink failed on a line of worker %s", wid, exc_info=True)
 
     # -- events and instructions
-    def _handle(self, event):
+    def _handle(self, event: ev.Event) -> None:
+        """Feed an event (and those its instructions raise) to the state machine; carry out
+        what it answers, each kind of instruction by its method (see _INSTRUCTIONS)."""
         self._events.append(event)
         while self._events:
-            ev = self._events.popleft()
-            for instr in self.state.handle(ev, time.monotonic()):
-                self._execute(instr)
+            taken = self._events.popleft()
+            for instr in self.state.handle(taken, time.monotonic()):
+                _INSTRUCTIONS[type(instr)](self, instr)
+            if self._debug and taken.told:
+                _log.debug("%s", story.text_of_step(self.state.story[-1]))
         # Wake the callers last: a woken caller needs the GIL, which it gets as soon as this
         # thread goes back to its wait -- not after the rest of the bookkeeping.
         if self._wakes:
@@ -406,43 +449,45 @@ class Boss:
             for wake in wakes:
                 wake()
 
-    def _execute(self, instr):
-        kind = type(instr)
-        if kind is st.Dispatch:
-            self._dispatch(instr)
-        elif kind is st.Deliver:
-            self._wakes.append(partial(instr.job.handle.deliver, instr.indices, instr.results))
-        elif kind is st.FinishJob:
-            self._wakes.append(partial(instr.job.handle.finish, instr.error, instr.report))
-        elif kind is st.StartWorker:
-            self._start_worker(instr.worker_id)
-        elif kind is st.KillWorker:
-            handle = self.handles.get(instr.worker_id)
-            if handle is not None and self.backend.kill(handle):
-                self._on_gone(instr.worker_id)
-        elif kind is st.RetireWorker:
-            self._send(instr.worker_id, m.Retire())
-        elif kind is st.ForgetFunc:
-            handle = self.handles.get(instr.worker_id)
-            if handle is not None:
-                handle.inherited.discard(instr.key)
-            self._send(instr.worker_id, m.Forget(instr.key))
-        elif kind is st.Reply:
-            if not instr.reply.done():
-                instr.reply.set_result(self._with_usage(instr.report))
-        elif kind is st.ApplyShared:
-            self.backend.apply(instr.prepared)
-        elif kind is st.Shutdown:
-            pass  # the loop ends on state.shut_down
+    def _deliver(self, instr: ev.Deliver) -> None:
+        self._wakes.append(partial(instr.job.handle.deliver, instr.indices, instr.results))
 
-    def _start_worker(self, wid):
+    def _finish_job(self, instr: ev.FinishJob) -> None:
+        self._wakes.append(partial(instr.job.handle.finish, instr.error, instr.report))
+
+    def _kill(self, instr: ev.KillWorker) -> None:
+        handle = self.handles.get(instr.worker_id)
+        if handle is not None and self.backend.kill(handle):
+            self._on_gone(instr.worker_id)
+
+    def _retire(self, instr: ev.RetireWorker) -> None:
+        self._send(instr.worker_id, m.Retire())
+
+    def _forget_func(self, instr: ev.ForgetFunc) -> None:
+        handle = self.handles.get(instr.worker_id)
+        if handle is not None:
+            handle.inherited.discard(instr.key)
+        self._send(instr.worker_id, m.Forget(instr.key))
+
+    def _reply(self, instr: ev.Reply) -> None:
+        if instr.reply is not None and not instr.reply.done():
+            instr.reply.set_result(self._with_usage(instr.report))
+
+    def _apply_shared(self, instr: ev.ApplyShared) -> None:
+        self.backend.apply(instr.prepared)
+
+    def _shut_down(self, instr: ev.Shutdown) -> None:
+        """Nothing to do: the loop ends on state.shut_down."""
+
+    def _start_worker(self, instr: ev.StartWorker) -> None:
+        wid = instr.worker_id
         # the functions of the running maps: a forked worker inherits them as they are
         setup = self.make_setup(wid)
         funcs = {job.func_key: job.func for job in self.state.jobs if job.active}
         try:
             handle = self.backend.start(replace(setup, funcs=funcs or None))
         except Exception as exc:  # noqa: BLE001
-            self._events.append(st.StartFailed(wid, exc))
+            self._events.append(ev.StartFailed(wid, exc))
             return
         self.handles[wid] = handle
         self._exit_hooked[wid] = self.make_setup.hooks[1] is not None  # (process workers
@@ -456,7 +501,7 @@ class Boss:
         for fd in handle.outputs:
             self._watch(fd, "output", wid)
 
-    def _dispatch(self, instr):
+    def _dispatch(self, instr: ev.Dispatch) -> None:
         wid, batch = instr.worker_id, instr.batch
         handle = self.handles.get(wid)
         if handle is None:
@@ -469,7 +514,7 @@ class Boss:
                                        job.handle.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
-            self._events.append(st.DispatchFailed(wid, batch.batch_id,
+            self._events.append(ev.DispatchFailed(wid, batch.batch_id,
                                                   _unpicklable(exc, batch, ch.encode)))
             return
         job.handle.started()
@@ -479,11 +524,11 @@ class Boss:
             return
         self._send(wid, msg)
 
-    def _send_deferred(self, wid):
+    def _send_deferred(self, wid: int) -> None:
         for msg in self._deferred.pop(wid, ()):
             self._send(wid, msg)
 
-    def _send(self, wid, msg):
+    def _send(self, wid: int, msg: Any) -> None:
         handle = self.handles.get(wid)
         if handle is None:
             return
@@ -493,7 +538,7 @@ class Boss:
         else:
             box.append(msg)
 
-    def _post(self):
+    def _post(self) -> None:
         """Send what the outbox holds, each worker's messages in order and, where its
         channel can, in one write; a worker gone (or replaced) since gets nothing."""
         outbox, self._outbox = self._outbox, {}
@@ -509,18 +554,18 @@ class Boss:
                 else:
                     for msg in msgs:
                         channel.send(msg)
-            except (OSError, ValueError):
-                pass  # the worker is gone: its sentinel tells the rest
+            except (OSError, ValueError):  # the worker is gone: its sentinel tells the rest
+                _log.debug("sending to worker %s failed", handle.worker_id, exc_info=True)
 
     # -- the end
-    def _abort(self, exc):
+    def _abort(self, exc: BaseException) -> None:
         for job in list(self.state.jobs) + list(self.state.held):
             if job.handle is not None:
                 job.handle.finish(RuntimeError(f"nbpar's Boss failed: {exc!r}"), None)
         self.state.jobs.clear()
         self.state.held.clear()
 
-    def _cleanup(self):
+    def _cleanup(self) -> None:
         for wid, handle in list(self.handles.items()):
             self.backend.kill(handle)
             if handle.sentinel is not None:
@@ -529,18 +574,19 @@ class Boss:
         self.handles.clear()
         with self._gate:
             self._accepting = False
-        for msg in self.control.drain():  # nobody may wait forever on a report
-            if isinstance(msg, tuple) and msg[0] == "report" and not msg[1].done():
-                msg[1].set_result(self.state.report(None, time.monotonic()))
-            elif isinstance(msg, tuple) and msg[0] == "job":
-                msg[1].handle.finish(RuntimeError("the pool is closed: it takes no new work"),
-                                     None)
+        for event in self.control.drain():  # nobody may wait forever on a report
+            if type(event) is ev.ReportRequested and not event.reply.done():
+                event.reply.set_result(self.state.report(None, time.monotonic()))
+            elif type(event) is ev.JobSubmitted:
+                event.job.handle.finish(
+                    RuntimeError("the pool is closed: it takes no new work"), None)
         self.backend.close()
         self._selector.close()
         self.control.close()
 
 
-def _unpicklable(exc, batch, encode):
+def _unpicklable(exc: Exception, batch: st.TaskBatch,
+                 encode: Callable[[Any], Any] | None) -> SerializationError:
     """Name the item (and its type) that would not pickle."""
     if isinstance(exc, SerializationError):
         return exc
@@ -551,3 +597,29 @@ def _unpicklable(exc, batch, encode):
         f"pickled to be sent to a worker: {why}")
     err.item, err.index = item, batch.indices[k]
     return err
+
+
+# each kind of worker message -> the Boss's method that turns it into an event
+_FROM_WORKER: dict[type, Callable[[BossThread, int, WorkerHandle, Any], None]] = {
+    m.Done: BossThread._on_done,
+    m.Failed: BossThread._on_failed,
+    m.Log: BossThread._on_log,
+    m.Started: BossThread._on_started,
+    m.Ready: BossThread._on_worker_ready,
+    m.InitFailed: BossThread._on_init_failed,
+    m.Exited: BossThread._on_exited,
+}
+
+# each kind of instruction -> the Boss's method that carries it out
+_INSTRUCTIONS: dict[type[ev.Instruction], Callable[[BossThread, Any], None]] = {
+    ev.Dispatch: BossThread._dispatch,
+    ev.Deliver: BossThread._deliver,
+    ev.FinishJob: BossThread._finish_job,
+    ev.StartWorker: BossThread._start_worker,
+    ev.KillWorker: BossThread._kill,
+    ev.RetireWorker: BossThread._retire,
+    ev.ForgetFunc: BossThread._forget_func,
+    ev.Reply: BossThread._reply,
+    ev.ApplyShared: BossThread._apply_shared,
+    ev.Shutdown: BossThread._shut_down,
+}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import pickle
 import socket
@@ -34,6 +35,8 @@ import weakref
 from urllib.parse import quote
 
 from .errors import CheckpointError, SerializationError, describe
+
+_log = logging.getLogger(__name__)
 
 COMMIT_EVERY = 0.5  # seconds between two commits (each an fsync) while results arrive
 _SCHEMA = """
@@ -189,7 +192,9 @@ class Checkpoint:
                     if self._began:
                         self.db.execute("PRAGMA journal_mode=DELETE")
                 except sqlite3.DatabaseError:
-                    pass  # a damaged file was named already; a busy one keeps its WAL
+                    # a damaged file was named already; a busy one keeps its WAL
+                    _log.debug("closing checkpoint %s cleanly failed", self.path,
+                               exc_info=True)
                 finally:
                     self.db.close()
                     self.db = None
@@ -230,7 +235,7 @@ def _create_private(path):
     try:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except FileExistsError:
-        pass
+        pass  # not new: its permissions were checked, it is used as it is
 
 
 def _check_ours(db, path):
@@ -290,7 +295,7 @@ class _Lock:
         try:
             os.unlink(self.path)  # while still held: whoever opened it retries
         except OSError:
-            pass
+            _log.debug("removing the lock file %s failed", self.path, exc_info=True)
         self._finalizer()
 
 

@@ -225,7 +225,7 @@ def _native_spec(queue, native_options) -> str:
 def _threads_of(pool) -> set:
     """The worker threads of a threading pool (empty for process pools)."""
     handles = getattr(getattr(pool, "_boss", None), "handles", None) or {}
-    return {h.process for h in list(handles.values()) if isinstance(h.process, threading.Thread)}
+    return {h.thread for h in list(handles.values()) if h.thread is not None}
 
 
 class _Steering:

@@ -18,6 +18,7 @@ process: every thread shares it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -29,6 +30,8 @@ import time
 from dataclasses import dataclass
 
 from .errors import NbparError
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -48,7 +51,7 @@ class Outcome:
                 and not self.timed_out)
 
 
-class Job:
+class ClusterJob:
     """A job as steering sees it: pause / unpause / stop are safe from any thread, before,
     while and after it runs (a job paused before it starts, starts held)."""
 
@@ -94,7 +97,7 @@ class Job:
         """After a stop that nobody waited for: collect what is left of the job."""
 
 
-class LocalJob(Job):
+class LocalJob(ClusterJob):
     """`/bin/sh job.sh` here, in its own process group (so signals reach what it started)."""
 
     proc = None
@@ -134,13 +137,17 @@ class LocalJob(Job):
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
-                pass
+                _log.debug("job %s still running 5 s after its end: left unreaped",
+                           self.proc.pid)
 
     def _group(self, sig):
         try:
             os.killpg(self.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
+        except ProcessLookupError:
+            pass  # the job's group has ended
+        except PermissionError:
+            _log.debug("signal %s to job %s was not allowed", sig, self.proc.pid,
+                       exc_info=True)
 
     def _pause(self):
         self._group(_signal.SIGSTOP)
@@ -186,7 +193,7 @@ def _wait_slice(deadline, drmaa) -> int:
     return drmaa.Session.TIMEOUT_WAIT_FOREVER if left is None else math.ceil(left)
 
 
-class GridJob(Job):
+class GridJob(ClusterJob):
     """`/bin/sh job.sh` submitted through DRMAA, output and errors directed into the job's
     directory (which, on a cluster of several hosts, must be on a shared filesystem:
     NBPAR_JOB_DIR chooses where it is made)."""
@@ -253,7 +260,7 @@ class GridJob(Job):
             try:
                 self.session.control(self.job_id, action)
             except Exception:  # noqa: BLE001 - e.g. suspending a queued job: held instead
-                pass
+                _log.debug("DRMAA %s on job %s failed", action, self.job_id, exc_info=True)
 
     def _pause(self):  # hold first: then it cannot start between the two
         A = self.drmaa.JobControlAction
@@ -322,6 +329,6 @@ def close_session():
         if _session is not None and _session_pid == os.getpid():
             try:
                 _session.exit()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - at exit: nothing left to tell
+                _log.debug("ending the DRMAA session failed", exc_info=True)
         _session = None

@@ -16,6 +16,7 @@ import reprlib
 import traceback
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Any
 
 from . import tracebacks
 
@@ -62,7 +63,8 @@ class WorkerDiedError(NbparError, BrokenProcessPool):
         running with its index in the input, when known; kept as attributes.
     """
 
-    def __init__(self, message, *, worker_id=None, exitcode=None, item=None, index=None):
+    def __init__(self, message: str, *, worker_id: int | None = None,
+                 exitcode: int | None = None, item: Any = None, index: Any = None) -> None:
         super().__init__(message)
         self.worker_id = worker_id
         self.exitcode = exitcode
@@ -81,6 +83,9 @@ class TaskTimeoutError(NbparError, TimeoutError):
 class SerializationError(NbparError, TypeError):
     """An argument, a result or an exception could not be pickled or unpickled."""
 
+    item: Any  # (set when one item is to blame, with its index)
+    index: Any
+
 
 class StoppedError(NbparError, concurrent.futures.CancelledError):
     """A map ended by STOP or STOP_RIGHTNOW; `.report` holds what finished.
@@ -96,7 +101,7 @@ class StoppedError(NbparError, concurrent.futures.CancelledError):
         The stopped map's report, kept as `.report`.
     """
 
-    def __init__(self, message, report=None):
+    def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
         self.report = report
 

@@ -7,16 +7,19 @@ handle. Nothing here decides anything: that is the Boss's job.
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import queue
 import threading
 import time
 import weakref
 from collections import OrderedDict
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from functools import partial
 
 from .errors import SerializationError, describe
+
+_log = logging.getLogger(__name__)
 
 _END = object()
 
@@ -204,7 +207,7 @@ class JobHandle:
             try:
                 loop.call_soon_threadsafe(_set_if_pending, future)
             except RuntimeError:  # that loop is closed: nobody waits there any more
-                pass
+                _log.debug("an awaiting loop closed before the map's news", exc_info=True)
 
     async def achunks(self):
         """`chunks` for asyncio: awaits each delivery without blocking the event loop."""
@@ -359,9 +362,9 @@ class AsyncResult:
         """Wait until the result is ready, or `timeout` seconds (None: no limit); raises
         nothing, even for a failed call."""
         try:
-            self._future.exception(timeout)
-        except Exception:  # noqa: BLE001 - waiting only
-            pass
+            self._future.exception(timeout)  # (returns the call's own exception)
+        except (TimeoutError, CancelledError):
+            pass  # waiting only: not ready in time, or cancelled, is said by ready()
 
     def ready(self) -> bool:
         """Whether the call has ended (with a result or an error)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -18,7 +19,7 @@ from concurrent.futures import Future
 from . import state as st
 from . import tracebacks
 from .backends import START_METHODS, make_backend
-from .boss import Boss
+from .boss import BossThread
 from .call_options import NONE, CallOptions, check_callbacks, on_done
 from .errors import describe, ended_early, interrupted
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
@@ -29,6 +30,9 @@ from .reports import Ledger, Report
 from .scheduling import AdaptiveChunker, JobsLimit, Scheduler
 from .signals import Signal
 from .sources import IterSource, ListSource
+from .story import StoryEntry
+
+_log = logging.getLogger(__name__)
 
 DEFAULT_START_METHOD = "forkserver"
 _READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
@@ -48,6 +52,7 @@ def _notify(observers, pool, signal) -> list:
         try:
             action = observer(pool, signal)
         except Exception:  # noqa: BLE001 - see above
+            _log.debug("signal observer %r failed on %s", observer, signal, exc_info=True)
             action = None
         if action is not None:
             after.append(action)
@@ -234,8 +239,8 @@ class WorkerPool(AsyncMaps):
                                    max_tasks_per_worker=max_tasks_per_worker,
                                    max_worker_memory=max_worker_memory)
         # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
-        self._boss = Boss(self._backend, self._state, self._setup,
-                          on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
+        self._boss = BossThread(self._backend, self._state, self._setup,
+                                on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
         self._boss.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._boss)
 
@@ -363,8 +368,8 @@ class WorkerPool(AsyncMaps):
         for action in after:
             try:
                 action()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception:  # noqa: BLE001 - an observer must not stop the signal
+                _log.debug("an action after signal %s failed", signal, exc_info=True)
 
     def report(self) -> Report:
         """A snapshot of the latest map and of the workers, at any moment, from any thread.
@@ -379,6 +384,27 @@ class WorkerPool(AsyncMaps):
         report = self._boss.report()
         annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
         return report if annotate is None else annotate(report)
+
+    def debug_log(self) -> list[StoryEntry]:
+        """What the pool's Boss heard and did lately, for finding out why a map hangs or
+        gives a wrong answer.
+
+        The Boss numbers every event it takes (a worker's result, a death, a signal, a new
+        map, ...) and keeps its last 1000 steps: each event with the instructions it led to
+        (dispatch a batch, kill or retire a worker, finish a map, ...). Only kinds and ids
+        are kept (worker, batch and map ids), never results or items; report requests, which
+        change nothing and come often, are left out.
+        It can be read at any moment, even while the Boss is stuck. The same steps are
+        logged to the logger ``"nbpar.boss"`` at DEBUG level, as they happen.
+
+        Returns
+        -------
+        list of nbpar.story.StoryEntry
+            Oldest first. Each entry has `stimulus_id` (the event's number), `time` (in
+            `time.monotonic()` seconds), `event` and `instructions` (short texts such as
+            ``"BatchDone(worker_id=1, batch_id=7)"``); ``str(entry)`` gives it as one line.
+        """
+        return self._boss.debug_log()
 
     def get_exit_results(self) -> list:
         """What `worker_exit` returned in each worker that ran it, as MPIRE's method.

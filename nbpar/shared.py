@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import mmap
 import os
 import pickle
@@ -27,6 +28,8 @@ import weakref
 from multiprocessing import context as _mp_context
 
 from . import tracebacks
+
+_log = logging.getLogger(__name__)
 
 LARGE_COPY = 100 * 2**20  # plain arrays copied into shared memory past this: a warning
 _received_fds: list[int] = []  # fds that came with the packed objects, in this process
@@ -89,11 +92,11 @@ def _unlink(seg):
     try:
         seg.close()
     except Exception:  # noqa: BLE001 - a view still alive keeps the mapping; unlink anyway
-        pass
+        _log.debug("closing shared memory %s failed", seg.name, exc_info=True)
     try:
         seg.unlink()
     except FileNotFoundError:
-        pass
+        pass  # unlinked already
 
 
 class _FdSlot:

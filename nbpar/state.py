@@ -18,21 +18,31 @@ import heapq
 import itertools
 import signal as _signal
 from collections import OrderedDict, deque
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
-from .events import (ApplyShared, BatchDone, BatchFailed, CancelJob, DeadlinePassed, Deliver,
-                     BatchStarted, Dispatch, DispatchFailed, FinishJob, ForgetFunc, JobSubmitted, KillWorker,
-                     Reply, Reshare, ResultsConsumed, RetireWorker, Shutdown, SignalReceived,
-                     StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
-                     WorkerInitFailed, WorkerMeasured, WorkerReady)  # noqa: F401
+from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,  # noqa: F401
+                     CancelJob, DeadlinePassed, Deliver, Dispatch, DispatchFailed, Event,
+                     FinishJob, ForgetFunc, Instruction, JobSubmitted, KillWorker, Reply,
+                     ReportRequested, Reshare, ResultsConsumed, RetireWorker, Shutdown,
+                     SignalReceived, StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
+                     WorkerInitFailed, WorkerMeasured, WorkerReady)
 from .messages import progress_span
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, Running, Scheduler
 from .signals import Signal
+from .story import STORY_LENGTH, Step
+
+# what a map is doing; "pending" and "running" are active (see Job.active)
+JobStatus = Literal["pending", "running", "finished", "failed", "stopped"]
+Stopping = Literal["stop", "failed"]  # why a map runs no more of its items
+# what a worker slot's process is doing ("retiring": asked to run worker_exit and end)
+SlotState = Literal["starting", "idle", "busy", "retiring", "dead"]
+KillReason = Literal["retire", "stop", "timeout", "cancel", "init_failed"]
 
 
 # ----------------------------------------------------------------------------- the work
@@ -42,7 +52,7 @@ class Job:
     """One map (or one submitted call) as the Boss tracks it."""
 
     id: int
-    func: Callable
+    func: Callable[..., Any] | None  # None once the map has ended
     source: Any  # sources.ListSource or IterSource: take(n) -> (indices, items)
     ledger: Any  # reports.Ledger
     total: int | None = None
@@ -63,17 +73,18 @@ class Job:
     max_active: int | None = None
     handle: Any = None  # the caller's side of this map (opaque here)
     # live state
-    status: str = "pending"  # "running" | "finished" | "failed" | "stopped"
-    requeued: deque = field(default_factory=deque)  # (indices, items) to run again first
-    in_flight: dict = field(default_factory=dict)
+    status: JobStatus = "pending"
+    requeued: deque[tuple[Any, list[Any]]] = field(default_factory=deque)  # (indices,
+    # items) to run again first
+    in_flight: dict[int, TaskBatch] = field(default_factory=dict)
     exhausted: bool = False
-    stopping: str | None = None  # None | "stop" | "failed"
+    stopping: Stopping | None = None
     error: BaseException | None = None
     input_error: BaseException | None = None  # the input iterable raised (after `read` items)
-    errors: list = field(default_factory=list)
+    errors: list[TaskError] = field(default_factory=list)
     failure: Any = None  # failures.FailurePolicy: retries, on_error (None: fail the map)
-    attempts: dict = field(default_factory=dict)  # index -> failed attempts, once retried
-    retried: list = field(default_factory=list)  # TaskErrors of the attempts run again
+    attempts: dict[int, int] = field(default_factory=dict)  # index -> failed attempts
+    retried: list[TaskError] = field(default_factory=list)  # the attempts run again
     failed: int = 0
     read: int = 0
     consumed: int = 0
@@ -86,7 +97,7 @@ class Job:
     def active(self) -> bool:
         return self.status in ("pending", "running")
 
-    def halt_clock(self, now, halted):
+    def halt_clock(self, now: float, halted: bool) -> None:
         """Start (halted=True) or end a halt of this map on its clock."""
         if halted and self.halted_at is None:
             self.halted_at = now
@@ -101,14 +112,15 @@ class Job:
         """Declared memory of the next item to start (0 when nothing is declared)."""
         if self.memory is None:
             return 0
+        needed: float = 0
         if self.requeued:
-            return self.memory(self.requeued[0][1][0])
-        if self.source.peek is not None and not self.exhausted and (
+            needed = self.memory(self.requeued[0][1][0])
+        elif self.source.peek is not None and not self.exhausted and (
                 self.source.pos < self.source.length):
-            return self.memory(self.source.peek())
-        return 0
+            needed = self.memory(self.source.peek())
+        return needed
 
-    def durations(self) -> list | None:
+    def durations(self) -> list[float] | None:
         """Declared durations of the items not yet started, in order (a list input only)."""
         if self.duration is None or self.source.peek is None or self.read:
             return None
@@ -120,7 +132,7 @@ class TaskBatch:
     batch_id: int
     job: Job
     indices: Any  # range or tuple of input indices
-    items: list
+    items: list[Any]
     worker_id: int
     started_at: float | None = None  # task_timeout's clock: when its first task started
     memory: float = 0.0  # declared by its map
@@ -131,16 +143,17 @@ class TaskBatch:
 @dataclass(eq=False)
 class WorkerSlot:
     id: int
-    state: str = "dead"  # "starting" | "idle" | "busy" | "retiring" | "dead"
+    state: SlotState = "dead"
     pid: int | None = None
-    queue: deque = field(default_factory=deque)
+    queue: deque[TaskBatch] = field(default_factory=deque)
     tasks_done: int = 0
     busy: float = 0.0
     since_start: int = 0  # tasks done by the current process (max_tasks_per_worker)
-    funcs: OrderedDict = field(default_factory=OrderedDict)  # function keys it holds (LRU)
+    funcs: OrderedDict[int, bool] = field(default_factory=OrderedDict)  # function keys it
+    # holds (LRU)
     rss: float = 0.0  # last measured resident memory of its process
     lifespan: int | None = None  # tasks its process may run (of the map it last took work of)
-    kill_reason: str | None = None
+    kill_reason: KillReason | None = None
     over_memory: bool = False  # past max_worker_memory: retired once its queue is done
     recycled: int = 0  # processes of this slot retired for max_worker_memory
     retired: bool = False  # its last process ended normally (retired), not killed or crashed
@@ -155,7 +168,7 @@ class WorkerSlot:
 
 # ----------------------------------------------------------------------------- the machine
 
-def describe_exit(exitcode) -> str:
+def describe_exit(exitcode: int | None) -> str:
     """'exit code 3' or 'signal SIGSEGV(-11)', the way a user can look it up."""
     if exitcode is None:
         return "unknown exit status"
@@ -177,28 +190,28 @@ class JobTable:
 
     __slots__ = ("_by_id",)
 
-    def __init__(self):
-        self._by_id: dict = {}
+    def __init__(self) -> None:
+        self._by_id: dict[int, Job] = {}
 
-    def append(self, job):
+    def append(self, job: Job) -> None:
         self._by_id[job.id] = job
 
-    def remove(self, job):
+    def remove(self, job: Job) -> None:
         del self._by_id[job.id]
 
-    def get(self, job_id):
+    def get(self, job_id: int) -> Job | None:
         return self._by_id.get(job_id)
 
-    def has(self, job) -> bool:
+    def has(self, job: Job) -> bool:
         return self._by_id.get(job.id) is job
 
-    def clear(self):
+    def clear(self) -> None:
         self._by_id.clear()
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Job]:
         return iter(self._by_id.values())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._by_id)
 
 
@@ -213,11 +226,12 @@ class Deadlines:
 
     __slots__ = ("_heap", "_order")
 
-    def __init__(self):
-        self._heap: list = []
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, int, TaskBatch]] = []  # (deadline, worker, order,
+        # batch)
         self._order = itertools.count()  # ties never compare batches
 
-    def push(self, state, slot):
+    def push(self, state: BossState, slot: WorkerSlot) -> None:
         """The batch now at the head of `slot`'s queue has a deadline (or a new one)."""
         deadline = state._deadline(slot.queue[0])
         if deadline is None:
@@ -229,19 +243,19 @@ class Deadlines:
             heapq.heapify(heap)
 
     @staticmethod
-    def _live(state, entry) -> bool:
+    def _live(state: BossState, entry: tuple[float, int, int, TaskBatch]) -> bool:
         deadline, wid, _, batch = entry
         slot = state.slots[wid]
         return (slot.kill_reason is None and bool(slot.queue) and slot.queue[0] is batch
                 and state._deadline(batch) == deadline)
 
-    def nearest(self, state) -> float | None:
+    def nearest(self, state: BossState) -> float | None:
         heap = self._heap
         while heap and not self._live(state, heap[0]):
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def overdue(self, state, now: float) -> list[int]:
+    def overdue(self, state: BossState, now: float) -> list[int]:
         """The workers whose head batch is past its deadline, by worker id (their entries
         are taken: each is killed for it)."""
         heap, found = self._heap, set()
@@ -264,9 +278,10 @@ class BossState:
 
     def __init__(self, n_workers: int, *, scheduler: Scheduler | None = None,
                  keep_alive: bool = False, task_timeout: float | None = None,
-                 max_tasks_per_worker: int | None = None, positions=None,
+                 max_tasks_per_worker: int | None = None,
+                 positions: Callable[[int], int | None] | None = None,
                  clock_at_start: bool = False, setup_timeout: float | None = None,
-                 max_worker_memory: float | None = None):
+                 max_worker_memory: float | None = None) -> None:
         self.slots = [WorkerSlot(i) for i in range(n_workers)]
         self.scheduler = scheduler or Scheduler()
         # a scheduler that keeps Scheduler.capacity admits everything: no need to count
@@ -287,21 +302,22 @@ class BossState:
         # the jobs that may have items to hand out (pruned as they are passed over),
         # `_touched` those whose end may have come with this event (`_check_all`: every job,
         # after a signal or a death).
-        self._feeding: dict = {}
-        self._touched: list = []
+        self._feeding: dict[int, Job] = {}
+        self._touched: list[Job] = []
         self._check_all = False
         # Nor does it walk every worker: `_open` holds the slots that may have room for a
         # batch (pruned by _dispatch when full, not ready or being killed; a slot returns
         # when a batch leaves its queue or its worker is ready), so a finished task costs a
         # look at its own worker, not at all of them.
-        self._open: set = set()
+        self._open: set[int] = set()
         self.deadlines = Deadlines()
         # _manage_workers has nothing to do while every worker is up and none has a lifespan:
         # both known without a walk over the workers at every event (see _settled)
         self._all_up = False  # True: every slot idle or busy (reset when one may not be)
         self._lifespan_given = False  # a map gave a worker a lifespan of its own
-        self.history: deque = deque(maxlen=HISTORY)  # reports of the latest finished maps
-        self.learned: dict = {}  # function key -> seconds per item, for the next map's batches
+        self.history: deque[Report] = deque(maxlen=HISTORY)  # the latest finished maps
+        self.learned: dict[int, float] = {}  # function key -> seconds per item, for the next
+        # map's batches
         self.last_job: Job | None = None
         self.halted = False
         self.halt_scope: int | None = None  # the map a HALT was made for (None: the pool's)
@@ -309,25 +325,48 @@ class BossState:
         self.listening = True
         self.shut_down = False
         self.held: list[Job] = []  # finished jobs waiting for their workers to retire
-        self.exit_results: list = []
+        self.exit_results: list[Any] = []
         self.exit_error: BaseException | None = None
         self._batch_ids = itertools.count()
         self._pending_kills: list[int] = []  # slots to kill, found while failing a map
         self.init_broken = False  # worker_init failed: start no worker until new work comes
-        self.resharing: list = []  # new shared objects waiting for the old workers to go
+        self.resharing: list[Any] = []  # new shared objects waiting for the old workers to
+        # go
+        self._stimuli = 0  # the last event's stimulus_id
+        self.story: deque[Step] = deque(maxlen=STORY_LENGTH)  # the last steps (story.py)
 
     # -- entry point
-    def handle(self, event, now: float) -> list:
-        out: list = []
-        kind = type(event)
-        on = _HANDLERS.get(kind)
-        if on is None:
-            on = _HANDLERS[kind] = getattr(BossState, "_on_" + kind.__name__)
-        on(self, event, now, out)
+    def handle(self, event: Event, now: float) -> list[Instruction]:
+        """Take one event at time `now` (the Boss's clock): the instructions to carry out,
+        in order. The event is numbered (`stimulus_id`) and the step kept in `story`."""
+        out: list[Instruction] = []
+        self._stimuli += 1
+        event.stimulus_id = sid = self._stimuli
+        _HANDLERS[type(event)](self, event, now, out)
         self._advance(now, out)
+        if event.told:
+            told: tuple[Any, ...] = ()
+            for instr in out:  # (no comprehension: this runs for every task)
+                told += (instr.__class__._brief(instr),)
+            self.story.append((sid, now, event.__class__._brief(event), told))
         return out
 
-    def timeout_of(self, job) -> float | None:
+    def validate_state(self) -> None:
+        """Check the machine's invariants (state_checks.py): every running task is queued on
+        a live worker, no item is both pending and running, a map's counts add up, and the
+        shortcuts (open slots, feeding maps, deadlines) agree with what they stand for.
+
+        Walks everything: for tests, which run it after every step, and for debugging.
+
+        Raises
+        ------
+        nbpar.state_checks.InvalidState
+            An invariant is broken; the message says which, and for which worker or map.
+        """
+        from .state_checks import check
+        check(self)
+
+    def timeout_of(self, job: Job) -> float | None:
         """The task timeout a job's tasks run under: its own, else the pool's."""
         return job.task_timeout if job.task_timeout is not None else self.task_timeout
 
@@ -337,7 +376,7 @@ class BossState:
     def overdue(self, now: float) -> list[int]:
         return self.deadlines.overdue(self, now)
 
-    def _deadline(self, batch) -> float | None:
+    def _deadline(self, batch: TaskBatch) -> float | None:
         timeout = self.timeout_of(batch.job)
         if timeout is None:
             return None
@@ -348,7 +387,7 @@ class BossState:
         return None
 
     # -- events
-    def _on_JobSubmitted(self, ev, now, out):
+    def _on_JobSubmitted(self, ev: JobSubmitted, now: float, out: list[Instruction]) -> None:
         job = ev.job
         if self.ending:
             job.status = "failed"
@@ -370,14 +409,14 @@ class BossState:
         if not job.single:
             self.last_job = job
 
-    def _on_WorkerReady(self, ev, now, out):
+    def _on_WorkerReady(self, ev: WorkerReady, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         if slot.state == "starting":
             slot.state = "idle"
             slot.pid = ev.pid
             self._open.add(slot.id)
 
-    def _on_BatchStarted(self, ev, now, out):
+    def _on_BatchStarted(self, ev: BatchStarted, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         for batch in slot.queue:
             if batch.batch_id == ev.batch_id:
@@ -386,7 +425,7 @@ class BossState:
                     self.deadlines.push(self, slot)
                 return
 
-    def _on_BatchDone(self, ev, now, out):
+    def _on_BatchDone(self, ev: BatchDone, now: float, out: list[Instruction]) -> None:
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
         if batch is None:
             return
@@ -394,7 +433,7 @@ class BossState:
         batch.job.chunker.observe(len(batch.items), ev.elapsed)
         self._record(batch.job, batch.indices, ev.results, out)
 
-    def _on_BatchFailed(self, ev, now, out):
+    def _on_BatchFailed(self, ev: BatchFailed, now: float, out: list[Instruction]) -> None:
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
         if batch is None:
             return
@@ -410,7 +449,7 @@ class BossState:
         rest = [(batch.indices[n + 1:], batch.items[n + 1:])]  # never run: the batch stopped
         self._task_error(job, item, index, ev.worker_id, exc, out, rest)
 
-    def _on_DispatchFailed(self, ev, now, out):
+    def _on_DispatchFailed(self, ev: DispatchFailed, now: float, out: list[Instruction]) -> None:
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
         if batch is None:
             return
@@ -420,7 +459,7 @@ class BossState:
                  [x for i, x in zip(batch.indices, batch.items) if i != index])]
         self._task_error(batch.job, item, index, ev.worker_id, ev.error, out, rest)
 
-    def _on_WorkerDied(self, ev, now, out):
+    def _on_WorkerDied(self, ev: WorkerDied, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         reason, was = slot.kill_reason, slot.state
         self._all_up = False
@@ -470,37 +509,38 @@ class BossState:
                 self._feed_again(job)
         self._check_all = True
 
-    def _on_WorkerInitFailed(self, ev, now, out):
+    def _on_WorkerInitFailed(self, ev: WorkerInitFailed, now: float,
+                             out: list[Instruction]) -> None:
         exc = rebuild(ev.error, where=f"raised in worker_init on worker {ev.worker_id}")
         for job in list(self.jobs):
             self._fail(job, exc)
         self.slots[ev.worker_id].kill_reason = "init_failed"
         self.init_broken = True
 
-    def _on_StartFailed(self, ev, now, out):
+    def _on_StartFailed(self, ev: StartFailed, now: float, out: list[Instruction]) -> None:
         self.slots[ev.worker_id].state = "dead"
         self._all_up = False
         self.init_broken = True
         for job in list(self.jobs):
             self._fail(job, ev.error)
 
-    def _on_CancelJob(self, ev, now, out):
+    def _on_CancelJob(self, ev: CancelJob, now: float, out: list[Instruction]) -> None:
         job = self.jobs.get(ev.job_id)
         if job is not None and not job.stopping:
             job.stopping = "stop"
             self._touched.append(job)
 
-    def _on_Reshare(self, ev, now, out):
+    def _on_Reshare(self, ev: Reshare, now: float, out: list[Instruction]) -> None:
         self.resharing.append(ev.prepared)
 
-    def _on_WorkerExited(self, ev, now, out):
+    def _on_WorkerExited(self, ev: WorkerExited, now: float, out: list[Instruction]) -> None:
         if ev.hooked:  # a worker without worker_exit has no exit result (not even None)
             self.exit_results.append(ev.result)
         if ev.error is not None and self.exit_error is None:
             self.exit_error = rebuild(ev.error,
                                       where=f"raised in worker_exit on worker {ev.worker_id}")
 
-    def _on_SignalReceived(self, ev, now, out):
+    def _on_SignalReceived(self, ev: SignalReceived, now: float, out: list[Instruction]) -> None:
         sig = ev.signal
         if ev.for_job is not None and self.jobs.get(ev.for_job) is None:
             return  # a late click: its map ended, and the next map is not its own
@@ -532,7 +572,11 @@ class BossState:
             self.ending = True
             self.listening = False
 
-    def _on_DeadlinePassed(self, ev, now, out):
+    def _on_ReportRequested(self, ev: ReportRequested, now: float, out: list[Instruction]) -> None:
+        self._check_all = True  # (as for a signal)
+        out.append(Reply(ev.reply, self.report(None, now)))
+
+    def _on_DeadlinePassed(self, ev: DeadlinePassed, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         if not slot.queue or slot.kill_reason is not None:
             return
@@ -553,23 +597,24 @@ class BossState:
         rest = [(batch.indices[1:], batch.items[1:])]
         self._task_error(batch.job, item, index, slot.id, exc, out, rest)
 
-    def _on_WorkerMeasured(self, ev, now, out):
+    def _on_WorkerMeasured(self, ev: WorkerMeasured, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         slot.rss = ev.rss
         if self.max_memory is not None and ev.rss > self.max_memory and slot.state in (
                 "idle", "busy") and (slot.queue or slot.since_start):  # after a task only
             slot.over_memory = True  # like loky's leak guard: a fresh process replaces it
 
-    def _on_Tick(self, ev, now, out):
+    def _on_Tick(self, ev: Tick, now: float, out: list[Instruction]) -> None:
         pass
 
-    def _on_ResultsConsumed(self, ev, now, out):
+    def _on_ResultsConsumed(self, ev: ResultsConsumed, now: float, out: list[Instruction]) -> None:
         job = self.jobs.get(ev.job_id)
         if job is not None:
             job.consumed += ev.n
 
     # -- helpers
-    def _pop_batch(self, worker_id, batch_id, now):
+    def _pop_batch(self, worker_id: int, batch_id: int,
+                   now: float) -> tuple[WorkerSlot, TaskBatch | None]:
         slot = self.slots[worker_id]
         for batch in slot.queue:
             if batch.batch_id == batch_id:
@@ -588,17 +633,20 @@ class BossState:
             slot.state = "idle"
         return slot, batch
 
-    def _account(self, slot, batch, n, elapsed):
+    def _account(self, slot: WorkerSlot, batch: TaskBatch, n: int, elapsed: float) -> None:
         slot.tasks_done += n
         slot.since_start += n
         slot.busy += elapsed
 
-    def _record(self, job, indices, results, out):
+    def _record(self, job: Job, indices: Any, results: list[Any],
+                out: list[Instruction]) -> None:
         job.ledger.record(indices, results)
         if job.streaming and job.active:
             out.append(Deliver(job, indices, results))
 
-    def _task_error(self, job, item, index, worker_id, exc, out, rest=()):
+    def _task_error(self, job: Job, item: Any, index: int, worker_id: int, exc: BaseException,
+                    out: list[Instruction],
+                    rest: Iterable[tuple[Any, list[Any]]] = ()) -> None:
         """An item failed: run it again, collect its error, or fail the map (failures.py).
         `rest`: (indices, items) of its batch left unrun, run on if the map goes on."""
         cause = exc.__cause__
@@ -631,7 +679,7 @@ class BossState:
         job.failed += 1
         self._fail(job, exc)
 
-    def _fail(self, job, exc):
+    def _fail(self, job: Job, exc: BaseException) -> None:
         if not job.active:
             return
         if job.error is None:
@@ -643,7 +691,8 @@ class BossState:
             if any(b.job is job for b in slot.queue) and slot.kill_reason is None:
                 self._kill(slot, "cancel")
 
-    def _kill(self, slot, reason, out=None):
+    def _kill(self, slot: WorkerSlot, reason: KillReason,
+              out: list[Instruction] | None = None) -> None:
         if slot.state == "dead":
             return
         slot.kill_reason = slot.kill_reason or reason
@@ -651,7 +700,7 @@ class BossState:
             self._pending_kills.append(slot.id)
 
     # -- advancing
-    def _advance(self, now, out):
+    def _advance(self, now: float, out: list[Instruction]) -> None:
         for wid in self.overdue(now):
             self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
         self._dispatch(now, out)
@@ -663,7 +712,7 @@ class BossState:
         self._manage_workers(now, out)
 
     def _running(self) -> Running:
-        by_job: dict = {}
+        by_job: dict[int, int] = {}
         total = 0
         memory = 0.0
         for slot in self.slots:
@@ -676,7 +725,7 @@ class BossState:
                 memory += slot.rss
         return Running(total, by_job, memory)
 
-    def _dispatch(self, now, out):
+    def _dispatch(self, now: float, out: list[Instruction]) -> None:
         if self.halted or self.resharing or not self._feeding:
             return
         slots, open_ids = self.slots, self._open
@@ -694,7 +743,7 @@ class BossState:
                 if not self._feeding:
                     return
 
-    def _has_room(self, slot) -> bool:
+    def _has_room(self, slot: WorkerSlot) -> bool:
         """Whether a slot may take a batch as far as the slot alone goes; what makes it
         False changes only when a batch leaves the slot or its worker is replaced."""
         queue = slot.queue
@@ -706,7 +755,7 @@ class BossState:
     def _n_ready(self) -> int:
         return sum(1 for s in self.slots if s.state in ("idle", "busy"))
 
-    def _feed_again(self, job):
+    def _feed_again(self, job: Job) -> None:
         """A job given work back (a dead worker's batches) feeds again, in its place by
         submission order."""
         if self._feeding.get(job.id) is job:
@@ -715,7 +764,7 @@ class BossState:
         order = {j.id: k for k, j in enumerate(self.jobs)}  # rare (a death): a walk is fine
         self._feeding = dict(sorted(self._feeding.items(), key=lambda kv: order.get(kv[0], -1)))
 
-    def _candidates(self, slot, queued):
+    def _candidates(self, slot: WorkerSlot, queued: bool) -> Generator[Job, None, None]:
         """The jobs a slot may take a batch of, in submission order; jobs with nothing left to
         hand out are dropped from `_feeding` as they are passed over. A slot with a batch
         queued takes only more of the same map, or -- after a single call -- the next one."""
@@ -735,7 +784,7 @@ class BossState:
             for jid in dead:
                 del self._feeding[jid]
 
-    def _give_batch(self, slot, now, out) -> bool:
+    def _give_batch(self, slot: WorkerSlot, now: float, out: list[Instruction]) -> bool:
         queued = bool(slot.queue)
         candidates = self._candidates(slot, queued)
         try:
@@ -743,7 +792,8 @@ class BossState:
         finally:
             candidates.close()  # drops what it passed over
 
-    def _give_from(self, candidates, slot, queued, now, out) -> bool:
+    def _give_from(self, candidates: Iterator[Job], slot: WorkerSlot, queued: bool, now: float,
+                   out: list[Instruction]) -> bool:
         running = None
         for job in candidates:
             timeout = self.timeout_of(job)
@@ -778,7 +828,7 @@ class BossState:
                 return False  # (a queued task would start unchecked by a memory budget)
             if quota is not None:
                 size = min(size, quota)
-            if room is not None:
+            if room is not None and job.max_ahead is not None:
                 size = max(1, min(size, room, job.max_ahead // 2))
             taken = self._take(job, size)
             if taken is None:
@@ -801,7 +851,7 @@ class BossState:
             return True
         return False
 
-    def _remember_func(self, slot, key, out) -> bool:
+    def _remember_func(self, slot: WorkerSlot, key: int, out: list[Instruction]) -> bool:
         """True when the worker must be sent the function first."""
         if key in slot.funcs:
             slot.funcs.move_to_end(key)
@@ -812,7 +862,7 @@ class BossState:
             out.append(ForgetFunc(slot.id, old))
         return True
 
-    def _admits(self, job, running) -> bool:
+    def _admits(self, job: Job, running: Running) -> bool:
         cap = self.scheduler.capacity(job, running, self.history)
         if cap is not None and cap <= 0:
             return False
@@ -825,7 +875,7 @@ class BossState:
                 return False
         return True
 
-    def _take(self, job, size):
+    def _take(self, job: Job, size: int) -> tuple[Any, list[Any]] | None:
         """Up to `size` items of a map, requeued ones first: (indices, items) or None."""
         chunks, got = [], 0
         while job.requeued and got < size:
@@ -861,7 +911,7 @@ class BossState:
         return (_compact([i for c in chunks for i in c[0]]),
                 [item for c in chunks for item in c[1]])
 
-    def _input_failed(self, job, exc):
+    def _input_failed(self, job: Job, exc: BaseException) -> None:
         """The input iterable raised. As with multiprocessing, what was read before runs to
         the end and reaches the consumer; then the map fails with the input's own error,
         noted as one and listed in the report's errors (index None: no item failed)."""
@@ -875,7 +925,7 @@ class BossState:
             f"read before it ran): {exc}",
             "".join(traceback.format_exception(exc)), None))
 
-    def _finish_jobs(self, now, out):
+    def _finish_jobs(self, now: float, out: list[Instruction]) -> None:
         if self._check_all:
             touched, self._check_all = list(self.jobs), False
         else:
@@ -906,7 +956,7 @@ class BossState:
             else:
                 out.append(self._finish(job, now))
 
-    def _finish(self, job, now) -> FinishJob:
+    def _finish(self, job: Job, now: float) -> FinishJob:
         error = job.error
         # a single call's result went to its future already: a worker_exit error is left
         # for the pool's join() (or the next map) to raise, not dropped
@@ -933,7 +983,7 @@ class BossState:
         return self._all_up and not (self._lifespan_given and any(
             s.lifespan is not None for s in self.slots))
 
-    def _manage_workers(self, now, out):
+    def _manage_workers(self, now: float, out: list[Instruction]) -> None:
         if not (self.held or self.resharing or self.ending or self.max_tasks is not None
                 or self.max_memory is not None) and (
                 self.jobs or self.keep_alive) and self._settled():
@@ -976,7 +1026,8 @@ class BossState:
                 out.append(Shutdown())
 
     # -- reports
-    def report(self, job: Job | None, now: float, positions=None) -> Report:
+    def report(self, job: Job | None, now: float,
+               positions: Callable[[int], int | None] | None = None) -> Report:
         job = job if job is not None else self.last_job
         positions = positions or self.positions
         workers = tuple(self._worker_info(s, positions) for s in self.slots)
@@ -995,33 +1046,36 @@ class BossState:
                       tuple(job.retried), prior=job.ledger.prior, halted=halted,
                       pool_halted=self.halted)
 
-    def _worker_info(self, slot, positions) -> WorkerInfo:
+    def _worker_info(self, slot: WorkerSlot,
+                     positions: Callable[[int], int | None] | None) -> WorkerInfo:
         item = index = None
         if slot.queue:
             batch = slot.queue[0]
             pos = positions(slot.id) if positions else 0
             pos = pos if pos is not None and 0 <= pos < len(batch.items) else 0
             item, index = batch.items[pos], batch.indices[pos]
-        memory = {} if self.max_memory is None else {"memory": slot.rss or None,
-                                                      "recycled": slot.recycled}
+        memory: dict[str, Any] = {} if self.max_memory is None else {
+            "memory": slot.rss or None, "recycled": slot.recycled}
         state = "retired" if slot.state == "dead" and slot.retired else slot.state
         return WorkerInfo(slot.id, slot.pid, state, slot.tasks_done, slot.busy, item, index,
                           **memory)
 
 
-def _noted(exc, place):
+def _noted(exc: BaseException, place: str) -> BaseException:
     add_note(exc, f"nbpar: {place}")
     return exc
 
 
-_HANDLERS: dict = {}  # event type -> BossState._on_<its name>
+# event type -> BossState._on_<its name>: every event has its handler, found at import
+_HANDLERS: dict[type[Event], Callable[[BossState, Any, float, list[Instruction]], None]] = {
+    kind: getattr(BossState, f"_on_{kind.__name__}") for kind in EVENTS}
 
 
-def _queue_length(slot) -> int:
+def _queue_length(slot: WorkerSlot) -> int:
     return len(slot.queue)
 
 
-def _compact(indices):
+def _compact(indices: Sequence[int]) -> range | tuple[int, ...]:
     """A contiguous run of indices as a range (cheap to store and to slice)."""
     if indices and indices[-1] - indices[0] == len(indices) - 1:
         return range(indices[0], indices[-1] + 1)

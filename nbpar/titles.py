@@ -15,6 +15,10 @@ command line: setproctitle finds the command line from there; the short name is 
 
 from __future__ import annotations
 
+import logging
+
+_log = logging.getLogger(__name__)
+
 COMM_BYTES = 15  # what Linux keeps of a process's short name (TASK_COMM_LEN - 1)
 
 
@@ -33,17 +37,17 @@ def set_title(title: str, short: str) -> None:
     try:
         from setproctitle import setproctitle
     except ImportError:
-        pass
+        pass  # not installed (optional): the command line stays as it is
     else:
         try:
             setproctitle(title)
         except Exception:  # noqa: BLE001 - a title never stops a process from starting
-            pass
+            _log.debug("setting the process title failed", exc_info=True)
     try:
         with open("/proc/self/comm", "wb") as comm:
             comm.write(short.encode("utf-8", "replace")[:COMM_BYTES])
-    except OSError:
-        pass  # not Linux, or /proc not mounted: the name stays as it was
+    except OSError:  # not Linux, or /proc not mounted: the name stays as it was
+        _log.debug("setting the process name failed", exc_info=True)
 
 
 def worker_titles(worker_id, pool_number) -> tuple[str, str]:

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .reports import Report
 
 MIN_INTERVAL = 0.5  # seconds between two samples
 
@@ -19,13 +23,13 @@ MIN_INTERVAL = 0.5  # seconds between two samples
 class UsageSampler:
     """Samples worker processes by pid and puts the figures on a report's workers."""
 
-    def __init__(self, min_interval=MIN_INTERVAL):
+    def __init__(self, min_interval: float = MIN_INTERVAL) -> None:
         self._min_interval = min_interval
         self._procs: dict = {}  # pid -> psutil.Process (kept: cpu_percent needs the last one)
         self._figures: dict = {}  # pid -> (cpu, rss, uss)
         self._sampled_at = float("-inf")
 
-    def annotate(self, report, pids):
+    def annotate(self, report: Report, pids: list[int]) -> Report:
         """`report` with the CPU and memory of the workers whose pids are in `pids`
         (the live worker processes of this machine)."""
         if time.monotonic() - self._sampled_at >= self._min_interval:

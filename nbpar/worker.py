@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import io
+import logging
 import os
 import pickle
 import signal
@@ -24,6 +25,8 @@ from . import messages as m
 from . import tracebacks
 from .errors import SerializationError, capture, describe
 from .titles import set_title, worker_titles
+
+_log = logging.getLogger(__name__)
 
 _perf = time.perf_counter
 
@@ -212,8 +215,8 @@ def _flush():
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001
-            pass
+        except Exception:  # noqa: BLE001 - a task's broken stream must not fail its batch
+            _log.debug("flushing %r failed", stream, exc_info=True)
 
 
 # ----------------------------------------------------------------------------- processes
@@ -230,7 +233,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
         try:
             os.close(fd)
         except OSError:
-            pass
+            _log.debug("closing the inherited fd %s failed", fd, exc_info=True)
     _redirect(fd_of(out_fd), 1)
     _redirect(fd_of(err_fd), 2)
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), line_buffering=True)
@@ -267,8 +270,8 @@ def _enter_callers_world(setup: m.WorkerSetup):
     if setup.cwd is not None:
         try:
             os.chdir(setup.cwd)
-        except OSError:
-            pass  # removed since: the worker keeps the directory it has
+        except OSError:  # removed since: the worker keeps the directory it has
+            _log.debug("the caller's directory %s is gone", setup.cwd, exc_info=True)
     if setup.sys_path:
         sys.path[:] = list(setup.sys_path)
 
@@ -291,8 +294,8 @@ def _own_process_group():
     ignored it anyway: the Boss decides what stops."""
     try:
         os.setpgid(0, 0)
-    except OSError:
-        pass  # a session leader already (cannot happen for a forked child; harmless)
+    except OSError:  # a session leader already (cannot happen for a forked child; harmless)
+        _log.debug("the worker leads no process group of its own", exc_info=True)
 
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
@@ -324,8 +327,8 @@ def _allow_children():
     import multiprocessing
     try:
         multiprocessing.current_process().daemon = False
-    except AssertionError:
-        pass  # not a multiprocessing child (cannot happen for nbpar's workers)
+    except AssertionError:  # not a multiprocessing child (cannot happen for nbpar's workers)
+        _log.debug("the worker's process stays daemonic", exc_info=True)
 
 
 def _die_with_parent():

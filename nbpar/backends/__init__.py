@@ -2,26 +2,56 @@
 
 Every backend gives the Boss `WorkerHandle`s: a channel to send messages to the worker and
 receive its replies, something to wait on for its death (`sentinel`), and the fds of its
-stdout/stderr. The Boss never asks which backend it has.
+stdout/stderr. The Boss never asks which backend it has; what runs the worker is the
+backend's own business, in the one field of the handle that names it (`mp_process`,
+`thread` or `dask_slot`).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .dask.slot import Slot
 
 START_METHODS = ("fork", "forkserver", "spawn", "threading")
+
+
+class Channel(Protocol):
+    """The Boss's end of a worker's messages: sent and received whole, and how the bodies
+    of batches and results are encoded for this kind of worker (pickled, or as they are)."""
+
+    def fileno(self) -> int: ...
+    def send(self, msg: Any) -> None: ...
+    def recv(self) -> Any: ...
+    def close(self) -> None: ...
+
+    @staticmethod
+    def encode(obj: Any) -> Any: ...
+
+    @staticmethod
+    def decode(data: Any) -> Any: ...
 
 
 @dataclass(eq=False)
 class WorkerHandle:
     worker_id: int
     pid: int | None
-    channel: object  # .send(msg), .recv(), .fileno(), .close()
-    sentinel: object = None  # waitable; ready when the worker is gone
-    outputs: dict = field(default_factory=dict)  # fd -> "stdout" | "stderr"
-    process: object = None  # backend-specific
-    encode_func: object = None  # how a function is pickled for it (None: channel.encode)
-    inherited: set = field(default_factory=set)  # keys of the functions it was started with
+    channel: Channel
+    sentinel: int | None = None  # an fd, readable when the worker is gone (None: none)
+    outputs: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+    # what runs the worker, for its backend (a fork server's worker has only its pid):
+    mp_process: BaseProcess | None = None  # a fork or spawn worker's Process
+    thread: threading.Thread | None = None  # a threading worker
+    dask_slot: Slot | None = None  # a slot running batches as Dask tasks
+    encode_func: Callable[[Any], Any] | None = None  # how a function is pickled for it
+    # (None: channel.encode)
+    inherited: set[int] = field(default_factory=set)  # keys of the functions it was started
+    # with
     lost: str | None = None  # set by the backend when it died of something else's death
 
 

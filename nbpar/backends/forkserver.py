@@ -7,8 +7,9 @@ started once per caller process (as `python -m nbpar.backends.forkserver FD`) an
 between pools. Each pool opens its own link to it, sends its shared objects once, and asks for
 workers; the server forks them, so they share those objects copy-on-write.
 
-On a link: ("share", data, nfds)+fds, ("preload", [module names]), ("spawn", setup)+[conn,
-stdout, stderr] answered by ("spawned", pid)+[sentinel], and later ("exited", pid, exitcode).
+On a link (the messages are in forklink.py, each acted on by its type): `SetPath`, `Share` +
+its fds, `Preload` [module names], `Spawn` + [conn, stdout, stderr] answered by `Spawned` +
+[sentinel] (or `Unshared`, `ServerFailed`), and later `Exited` for each of its workers.
 
 The server comes to hold what workers need before it forks them: unpickling a pool's shared
 objects and hooks imports their modules in the server, and "preload" imports the modules a
@@ -25,6 +26,7 @@ server's, and the next `get_server()` starts a new one.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import pickle
 import signal
@@ -32,18 +34,30 @@ import socket
 import subprocess
 import sys
 import threading
-from multiprocessing.connection import Connection, Pipe, wait
+from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recvfds, sendfds
+from typing import TYPE_CHECKING, Any
+
+from .forklink import (Exited, OpenLink, Preload, ServerFailed, SetPath, Share, Spawn, Spawned,
+                       Unshared)
+
+if TYPE_CHECKING:
+    from multiprocessing.context import ForkProcess
+
+    from ..shared import Packed
+
+_log = logging.getLogger("nbpar.forkserver")
 
 
-def _send_fds(conn, fds):
+def _send_fds(conn: Connection, fds: list[int]) -> None:
     with socket.socket(fileno=os.dup(conn.fileno())) as sock:
         sendfds(sock, fds)
 
 
-def _recv_fds(conn, n):
+def _recv_fds(conn: Connection, n: int) -> list[int]:
     with socket.socket(fileno=os.dup(conn.fileno())) as sock:
-        return recvfds(sock, n)
+        return list(recvfds(sock, n))
 
 
 # ----------------------------------------------------------------------------- caller side
@@ -51,7 +65,7 @@ def _recv_fds(conn, n):
 class _Server:
     """The running server process and the main connection to it (one per caller process)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         ours, theirs = socket.socketpair()
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
@@ -64,22 +78,22 @@ class _Server:
         self.conn = Connection(ours.detach())
         self.lock = threading.Lock()
 
-    def alive(self):
+    def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def open_link(self):
+    def open_link(self) -> Connection:
         ours, theirs = socket.socketpair()
         with self.lock:
-            self.conn.send(("link",))
+            self.conn.send(OpenLink())
             _send_fds(self.conn, [theirs.fileno()])
         theirs.close()
         return Connection(ours.detach())
 
-    def stop(self):
+    def stop(self) -> None:
         try:
             self.conn.close()
         except OSError:
-            pass
+            _log.debug("closing the fork server's connection failed", exc_info=True)
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -101,7 +115,7 @@ def get_server() -> _Server:
         return _server
 
 
-def shutdown_server():
+def shutdown_server() -> None:
     """Stop the fork server (it is restarted on demand); called at exit."""
     global _server
     with _server_lock:
@@ -110,7 +124,7 @@ def shutdown_server():
             _server = None
 
 
-def _forget_after_fork():
+def _forget_after_fork() -> None:
     global _server
     _server = None
 
@@ -122,72 +136,80 @@ os.register_at_fork(after_in_child=_forget_after_fork)
 class ServerLink:
     """One pool's own connection to the fork server."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.server = get_server()
         self.conn = self.server.open_link()
-        self.conn.send(("path", list(sys.path), os.getcwd()))
+        self.conn.send(SetPath(list(sys.path), os.getcwd()))
         self.exits: dict[int, int | None] = {}
         self.dead = False  # the server is gone: nothing more comes on this link
         self.preloaded: set[str] = set()  # module names sent to be imported
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.conn.fileno()
 
-    def share(self, packed):
+    def share(self, packed: Packed | None) -> None:
         if packed is None:
-            self.conn.send(("share", None, 0))
+            self.conn.send(Share(None, 0))
             return
-        self.conn.send(("share", packed.data, len(packed.fds), packed.refs))
+        self.conn.send(Share(packed.data, len(packed.fds), packed.refs))
         if packed.fds:
             _send_fds(self.conn, packed.fds)
 
-    def preload(self, modules):
+    def preload(self, modules: Iterable[str]) -> None:
         """Ask the server to import these modules (once each, before the next fork)."""
         new = [name for name in modules if name not in self.preloaded]
         if new:
             self.preloaded.update(new)
             try:
-                self.conn.send(("preload", new))
+                self.conn.send(Preload(new))
             except OSError:
+                _log.debug("the fork server's link is closed", exc_info=True)
                 self.dead = True
 
-    def spawn(self, setup, fds):
+    def spawn(self, setup: Any, fds: list[int]) -> tuple[int, int]:
+        """Have the server fork a worker: its pid and sentinel fd."""
         try:
-            self.conn.send(("spawn", pickle.dumps(setup, protocol=5)))
+            self.conn.send(Spawn(pickle.dumps(setup, protocol=5)))
             _send_fds(self.conn, fds)
         except OSError:
             self.dead = True
             raise
         while True:
             try:
-                msg = self.conn.recv()
+                reply = self.conn.recv()
             except (EOFError, OSError):
                 self.dead = True
                 raise
-            if msg[0] == "spawned":
-                (sentinel,) = _recv_fds(self.conn, 1)
-                return msg[1], sentinel
-            if msg[0] == "unshared":
-                from ..errors import SerializationError
-                raise SerializationError(
-                    f"the shared objects, worker_init and worker_exit could not be unpickled "
-                    f"in nbpar's fork server: {msg[1]}")
-            if msg[0] == "error":
-                raise RuntimeError(f"nbpar's fork server failed: {msg[1]}")
-            self._note(msg)
+            match reply:
+                case Spawned(pid=pid):
+                    (sentinel,) = _recv_fds(self.conn, 1)
+                    return pid, sentinel
+                case Unshared(why=why):
+                    from ..errors import SerializationError
+                    raise SerializationError(
+                        f"the shared objects, worker_init and worker_exit could not be "
+                        f"unpickled in nbpar's fork server: {why}")
+                case ServerFailed(why=why):
+                    raise RuntimeError(f"nbpar's fork server failed: {why}")
+                case _:
+                    self._note(reply)
 
-    def _note(self, msg):
-        if msg[0] == "exited":
-            self.exits[msg[1]] = msg[2]
+    def _note(self, reply: object) -> None:
+        """A reply that answers no request: the end of one of this link's workers."""
+        if type(reply) is Exited:
+            self.exits[reply.pid] = reply.exitcode
+        else:
+            _log.debug("the fork server sent %r out of turn: dropped", reply)
 
-    def read_pending(self):
+    def read_pending(self) -> None:
         try:
             while not self.dead and self.conn.poll():
                 self._note(self.conn.recv())
         except (EOFError, OSError):
+            _log.debug("the fork server's link is closed", exc_info=True)
             self.dead = True
 
-    def exitcode(self, pid, timeout):
+    def exitcode(self, pid: int, timeout: float) -> int | None:
         if pid not in self.exits and not self.dead and self.conn.poll(timeout):
             self.read_pending()
         return self.exits.get(pid)
@@ -206,135 +228,163 @@ class ServerLink:
             how = f"exited with code {code}"
         return f"nbpar's fork server {how}, and its workers with it"
 
-    def forget(self, pid, sentinel):
+    def forget(self, pid: int, sentinel: int) -> None:
         self.exits.pop(pid, None)
         try:
             os.close(sentinel)
         except OSError:
-            pass
+            _log.debug("closing worker %s's sentinel failed", pid, exc_info=True)
 
-    def close(self):
+    def close(self) -> None:
         self.conn.close()
 
 
 # ----------------------------------------------------------------------------- server side
 
 class _Link:
-    def __init__(self, conn):
+    """A pool's link, as the server keeps it."""
+
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
-        self.shared = None
-        self.unshared = None  # why the last shared objects could not be unpickled here
+        self.shared: Any = None
+        self.unshared: str | None = None  # why the last shared objects could not be unpickled
         self.sys_path = list(sys.path)
-        self.procs = {}  # sentinel -> Process
+        self.procs: dict[int, ForkProcess] = {}  # sentinel -> the worker's Process
 
 
-def serve(fd: int) -> None:
-    import multiprocessing
+class _ForkServer:
+    """The server's side: its main connection, its links, and their workers' sentinels.
+    What a link sends is acted on by its type (`_ON_LINK`)."""
 
-    import cloudpickle  # noqa: F401 - loaded once here, so forked workers start warm
+    def __init__(self, main: Connection) -> None:
+        import multiprocessing
 
-    from .. import worker
-    from ..bundle import open_bundle
-    from ..shared import Packed
-    from ..titles import SERVER_TITLES, set_title
-    from .process import kill_group
+        from .. import worker
+        from ..bundle import open_bundle
+        from ..shared import Packed
 
-    set_title(*SERVER_TITLES)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctx = multiprocessing.get_context("fork")
-    main = Connection(fd)
-    links: dict = {}
-    owner: dict = {}  # sentinel -> link
+        self.main = main
+        self.ctx = multiprocessing.get_context("fork")
+        self.links: dict[Connection, _Link] = {}
+        self.owner: dict[int, _Link] = {}  # sentinel -> link
+        self.bootstrap = worker.bootstrap
+        self.open_bundle = open_bundle
+        self.packed = Packed
 
-    def drop(link):
+    def drop(self, link: _Link) -> None:
+        """A link closed (or the caller went): kill its workers, forget it."""
+        from .process import kill_group
         for proc in link.procs.values():
-            kill_group(proc.pid)  # the worker and what its tasks started
+            if proc.pid is not None:  # (always: started)
+                kill_group(proc.pid)  # the worker and what its tasks started
         for sentinel, proc in list(link.procs.items()):
             proc.join()
-            owner.pop(sentinel, None)
+            self.owner.pop(sentinel, None)
         link.conn.close()
-        links.pop(link.conn, None)
+        self.links.pop(link.conn, None)
 
-    while True:
-        for conn in wait([main, *links, *owner]):
-            if conn is main:
-                try:
-                    main.recv()
-                except (EOFError, OSError):
-                    for link in list(links.values()):
-                        drop(link)
-                    return
-                (link_fd,) = _recv_fds(main, 1)
-                link = _Link(Connection(link_fd))
-                links[link.conn] = link
-            elif conn in links:
-                link = links[conn]
-                try:
-                    msg = conn.recv()
-                except (EOFError, OSError):
-                    drop(link)
-                    continue
-                try:
-                    _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links,
-                                     owner)
-                except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
-                    conn.send(("error", f"{type(exc).__name__}: {exc}"))
-            elif conn in owner:  # (a link dropped earlier in this round took its sentinels)
-                link = owner.pop(conn)
-                proc = link.procs.pop(conn)
-                proc.join()
-                try:
-                    link.conn.send(("exited", proc.pid, proc.exitcode))
-                except OSError:
-                    pass
+    def serve(self) -> None:
+        main, links, owner = self.main, self.links, self.owner
+        while True:
+            for conn in wait([main, *links, *owner]):
+                if conn is main:
+                    try:
+                        main.recv()  # an OpenLink
+                    except (EOFError, OSError):
+                        for link in list(links.values()):
+                            self.drop(link)
+                        return
+                    (link_fd,) = _recv_fds(main, 1)
+                    link = _Link(Connection(link_fd))
+                    links[link.conn] = link
+                elif conn in links:
+                    link = links[conn]
+                    try:
+                        msg = conn.recv()
+                    except (EOFError, OSError):
+                        self.drop(link)
+                        continue
+                    try:
+                        _ON_LINK[type(msg)](self, link, msg)
+                    except Exception as exc:  # noqa: BLE001 - tell the caller, keep serving
+                        conn.send(ServerFailed(f"{type(exc).__name__}: {exc}"))
+                elif conn in owner:  # (a link dropped earlier in this round took its sentinels)
+                    link = owner.pop(conn)
+                    proc = link.procs.pop(conn)
+                    proc.join()
+                    assert proc.pid is not None  # (started)
+                    try:
+                        link.conn.send(Exited(proc.pid, proc.exitcode))
+                    except OSError:  # the link is closed: its pool is gone, nobody to tell
+                        _log.debug("worker %s ended after its link", proc.pid, exc_info=True)
 
-
-def _on_link_message(link, msg, ctx, worker, Packed, open_bundle, main, links, owner):
-    kind = msg[0]
-    if kind == "path":
-        link.sys_path = msg[1]
-        sys.path[:] = msg[1]
+    # -- what a link sends, by type
+    def set_path(self, link: _Link, msg: SetPath) -> None:
+        link.sys_path = msg.sys_path
+        sys.path[:] = msg.sys_path
         try:
-            os.chdir(msg[2])
-        except OSError:
-            pass
-    elif kind == "preload":
+            os.chdir(msg.cwd)
+        except OSError:  # removed since: the server keeps its directory, workers get theirs
+            _log.debug("the caller's directory %s is gone", msg.cwd, exc_info=True)
+
+    def preload(self, link: _Link, msg: Preload) -> None:
         sys.path[:] = link.sys_path
-        for name in msg[1]:
+        for name in msg.modules:
             _import_quietly(name)
-    elif kind == "share":
-        fds = _recv_fds(link.conn, msg[2]) if msg[2] else []
+
+    def share(self, link: _Link, msg: Share) -> None:
+        fds = _recv_fds(link.conn, msg.nfds) if msg.nfds else []
         sys.path[:] = link.sys_path
         link.shared, link.unshared = None, None
         try:
-            if msg[1] is not None:
-                link.shared = open_bundle(Packed(msg[1], fds, refs=msg[3]))
+            if msg.data is not None:
+                link.shared = self.open_bundle(self.packed(msg.data, fds, refs=msg.refs))
         except Exception as exc:  # noqa: BLE001 - said at the next spawn, which it forbids
             link.unshared = f"{type(exc).__name__}: {exc}"
-    elif kind == "spawn":
+
+    def spawn(self, link: _Link, msg: Spawn) -> None:
         conn_fd, out_fd, err_fd = _recv_fds(link.conn, 3)
         if link.unshared is not None:
             for fd in (conn_fd, out_fd, err_fd):
                 os.close(fd)
-            link.conn.send(("unshared", link.unshared))
+            link.conn.send(Unshared(link.unshared))
             return
-        setup = pickle.loads(msg[1])
-        inherited = [main.fileno(), *(c.fileno() for c in links), *owner]
+        setup = pickle.loads(msg.setup)
+        inherited = [self.main.fileno(), *(c.fileno() for c in self.links), *self.owner]
         conn = Connection(conn_fd)
-        proc = ctx.Process(target=worker.bootstrap,
-                           args=(conn, out_fd, err_fd, setup, link.shared, inherited),
-                           daemon=False)
+        proc = self.ctx.Process(target=self.bootstrap,
+                                args=(conn, out_fd, err_fd, setup, link.shared, inherited),
+                                daemon=False)
         proc.start()
         conn.close()
         os.close(out_fd)
         os.close(err_fd)
         link.procs[proc.sentinel] = proc
-        owner[proc.sentinel] = link
-        link.conn.send(("spawned", proc.pid))
+        self.owner[proc.sentinel] = link
+        assert proc.pid is not None  # (started)
+        link.conn.send(Spawned(proc.pid))
         _send_fds(link.conn, [proc.sentinel])
 
 
-def _import_quietly(name):
+_ON_LINK: dict[type, Callable[[_ForkServer, _Link, Any], None]] = {
+    SetPath: _ForkServer.set_path,
+    Preload: _ForkServer.preload,
+    Share: _ForkServer.share,
+    Spawn: _ForkServer.spawn,
+}
+
+
+def serve(fd: int) -> None:
+    import cloudpickle  # noqa: F401 - loaded once here, so forked workers start warm
+
+    from ..titles import SERVER_TITLES, set_title
+
+    set_title(*SERVER_TITLES)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ForkServer(Connection(fd)).serve()
+
+
+def _import_quietly(name: str) -> None:
     """Import a module in the server; a failure leaves it to the workers to import it (and
     report what goes wrong) as they would without the server's help."""
     if name in sys.modules:

@@ -10,6 +10,7 @@ worker starts are inherited too (`WorkerSetup.funcs`); the other methods get the
 from __future__ import annotations
 
 import itertools
+import logging
 import multiprocessing
 import os
 import pickle
@@ -23,6 +24,8 @@ from ..bundle import Bundle, preloadable
 from ..messages import PipeEnd, WorkerSetup, from_wire, to_wire
 from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
+
+_log = logging.getLogger(__name__)
 
 
 class MessagePipe:
@@ -151,7 +154,7 @@ class ProcessBackend:
                     raise WorkerDiedError(
                         f"worker {setup.worker_id} could not start: "
                         f"{self.link.death()}", worker_id=setup.worker_id) from exc
-                process = pid
+                process = None  # (the server's child: known by its pid)
             else:
                 ctx = multiprocessing.get_context(self.method)
                 if self.method == "fork":
@@ -170,7 +173,7 @@ class ProcessBackend:
         for fd in (out_r, err_r):
             os.set_blocking(fd, False)
         return WorkerHandle(setup.worker_id, pid, MessagePipe(parent), sentinel,
-                            {out_r: "stdout", err_r: "stderr"}, process,
+                            {out_r: "stdout", err_r: "stderr"}, mp_process=process,
                             encode_func=self.bundle.encode_func, inherited=inherited)
 
     def _preload(self, funcs):
@@ -181,6 +184,7 @@ class ProcessBackend:
             try:
                 modules |= self.bundle.modules(func)
             except Exception:  # noqa: BLE001 - the Boss reports an unpicklable func
+                _log.debug("no modules to preload for %r", func, exc_info=True)
                 continue
         self.link.preload([m for m in preloadable(modules) if m not in self.no_preload])
 
@@ -196,8 +200,8 @@ class ProcessBackend:
             if code is None and self.link.dead:
                 handle.lost = self.link.death()
             return code
-        handle.process.join(timeout)
-        return handle.process.exitcode
+        handle.mp_process.join(timeout)
+        return handle.mp_process.exitcode
 
     def release(self, handle):
         """After the worker is gone: free what the Boss held for it."""
@@ -206,15 +210,17 @@ class ProcessBackend:
             try:
                 os.close(fd)
             except OSError:
-                pass
+                _log.debug("closing worker %s's output fd %s failed", handle.worker_id, fd,
+                           exc_info=True)
         if self.method == "forkserver":
             self.link.forget(handle.pid, handle.sentinel)
         else:
-            handle.process.join(5)  # the sentinel can fire a moment before the child is reapable
+            handle.mp_process.join(5)  # the sentinel can fire a moment before the child is
+            # reapable
             try:
-                handle.process.close()
-            except ValueError:
-                pass  # still not gone after 5 s: left to multiprocessing's own reaping
+                handle.mp_process.close()
+            except ValueError:  # still not gone after 5 s: left to multiprocessing's reaping
+                _log.debug("worker %s not reaped after 5 s", handle.worker_id, exc_info=True)
 
     def position(self, worker_id):
         return self.board[worker_id]
@@ -229,15 +235,18 @@ class ProcessBackend:
         self.board.close()
 
 
-def kill_group(pid):
+def kill_group(pid: int) -> None:
     """SIGKILL a worker's process group (it leads one: worker.bootstrap), then the worker
     itself, in case it was killed before it could make its group. The group's id is the
     worker's pid, which Linux does not reuse while the worker or any of the group lives."""
     for kill, target in ((os.killpg, pid), (os.kill, pid)):
         try:
             kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        except ProcessLookupError:
+            pass  # gone already (the group with its leader, or the worker itself)
+        except PermissionError:
+            _log.debug("killing %s of worker %s was not allowed", kill.__name__, pid,
+                       exc_info=True)
 
 
 def _with_progress(setup, handle):

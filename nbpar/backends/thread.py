@@ -6,6 +6,7 @@ result is dropped and a fresh thread takes its place), as concurrent.futures doe
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import threading
@@ -13,6 +14,8 @@ from collections import deque
 
 from .. import worker
 from . import WorkerHandle
+
+_log = logging.getLogger(__name__)
 
 
 class _Ends:
@@ -106,7 +109,8 @@ class ThreadBackend:
         thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
                                   name=f"nbpar-worker-{setup.worker_id}", daemon=True)
         thread.start()
-        return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {}, thread)
+        return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {},
+                            thread=thread)
 
     def kill(self, handle) -> bool:
         """Abandon the thread: it ends after its current task. True: count it gone now."""
@@ -121,7 +125,7 @@ class ThreadBackend:
         try:
             os.close(handle.channel.ends.r)
         except OSError:
-            pass
+            _log.debug("closing worker %s's pipe failed", handle.worker_id, exc_info=True)
 
     def position(self, worker_id):
         return self.board[worker_id]

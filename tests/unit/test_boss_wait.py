@@ -7,12 +7,12 @@ import os
 
 from nbpar import state as st
 from nbpar.backends.thread import ThreadBackend
-from nbpar.boss import Boss
+from nbpar.boss import BossThread
 
 
 def test_a_ready_key_of_a_closed_fd_is_not_news_of_the_fd_reusing_its_number():
-    boss = Boss(ThreadBackend(2, None), st.BossState(2), make_setup=None,
-                on_output=lambda *a: None)
+    boss = BossThread(ThreadBackend(2, None), st.BossState(2), make_setup=None,
+                      on_output=lambda *a: None)
     old_r, old_w = os.pipe()
     new_r, new_w = os.pipe()
     try:

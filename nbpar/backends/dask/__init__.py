@@ -26,6 +26,7 @@ Dask workers. Only this package imports dask.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -44,6 +45,8 @@ from .. import WorkerHandle
 from . import remote
 from .config import setting
 from .slot import Slot
+
+_log = logging.getLogger(__name__)
 
 _protected: weakref.WeakSet = weakref.WeakSet()  # clients whose workers ignore SIGINT
 
@@ -171,11 +174,11 @@ class DaskBackend:
             self._slots.add(slot)
         slot.thread.start()
         return WorkerHandle(setup.worker_id, None, slot.boss_end, None,
-                            {slot.out_r: "stdout", slot.err_r: "stderr"}, slot)
+                            {slot.out_r: "stdout", slot.err_r: "stderr"}, dask_slot=slot)
 
     def kill(self, handle) -> bool:
         """The slot ends now for the Boss; its thread stops its batches in the background."""
-        slot = handle.process
+        slot = handle.dask_slot
         slot.ends.end()
         slot.killed = True
         slot.stale_seats = self.leave(slot)  # its thread drops them (no exits, as a kill)
@@ -204,7 +207,8 @@ class DaskBackend:
             try:
                 os.close(fd)
             except OSError:
-                pass
+                _log.debug("closing fd %s of slot %s failed", fd, handle.worker_id,
+                           exc_info=True)
 
     def position(self, worker_id):
         return 0
@@ -237,7 +241,7 @@ class DaskBackend:
                 self.client.run(remote.forget, self.token, below, workers=list(alive),
                                 on_error="ignore")
         except Exception:  # noqa: BLE001 - a closed client holds no seats any more
-            pass
+            _log.debug("forgetting the seats of %s failed", addresses, exc_info=True)
 
     def close(self):
         with self._lock:

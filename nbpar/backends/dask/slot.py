@@ -8,6 +8,7 @@ their end through the same inbox as the Boss's messages, so the thread waits in 
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import queue
@@ -23,6 +24,8 @@ from ...errors import WorkerDiedError, add_note, capture
 from ..thread import BossEnd, _Ends
 from . import remote
 from .config import setting
+
+_log = logging.getLogger(__name__)
 
 _CHECK = 2.0  # at most this many seconds between looks at the cluster during a long wait
 
@@ -77,7 +80,7 @@ class Slot:
                 if self.futures:
                     self._stop_batches()
             except Exception:  # noqa: BLE001 - e.g. the client closed meanwhile
-                pass
+                _log.debug("stopping the batches of a slot failed", exc_info=True)
             for fd in (self.out_w, self.err_w):
                 os.close(fd)
             self.ends.end()
@@ -207,6 +210,7 @@ class Slot:
             where = {batch_of[k]: address for address, keys in self.client.processing().items()
                      for k in keys if k in batch_of}
         except Exception:  # noqa: BLE001 - the client is closed: nothing to stop
+            _log.debug("asking the scheduler where batches run failed", exc_info=True)
             return
         self.client.cancel([f for b, f in futures.items() if b not in where])
         if not where:
@@ -223,7 +227,7 @@ class Slot:
                     self.client.run(remote.kill_this_worker, workers=[address],
                                     on_error="ignore")
                 except Exception:  # noqa: BLE001 - it died before it could answer
-                    pass
+                    _log.debug("killing Dask worker %s failed", address, exc_info=True)
 
 
 def _wait(futures, timeout):
