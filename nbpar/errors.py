@@ -32,7 +32,7 @@ def describe(obj) -> str:
     """A short repr for messages: an item may be a megabyte of text, or deeply nested."""
     try:
         text = _repr.repr(obj)
-    except Exception:  # a broken __repr__ must not hide the real error
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         return f"<{type(obj).__name__} object>"
     return text if len(text) <= _MAX_DESCRIBE else text[:_MAX_DESCRIBE - 3] + "..."
 
@@ -204,7 +204,7 @@ def capture(exc: BaseException, dumps=None) -> ErrorPayload:
 def _safe_str(exc) -> str:
     try:
         return str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error itself
         return f"<unprintable {type(exc).__name__}>"
 
 
@@ -231,7 +231,7 @@ def _text(payload: ErrorPayload) -> str:
     if payload.frames is not None:
         try:
             return tracebacks.render(payload.frames)
-        except Exception:  # noqa: BLE001 - never hide the error behind its formatting
+        except Exception:  # never hide the error behind its formatting
             logging.getLogger("nbpar").debug("formatting a worker's frames failed; "
                                              "its own text is shown", exc_info=True)
     return payload.traceback

@@ -34,7 +34,8 @@ class FunctionKeys:
     """
 
     def __init__(self, size=256):
-        self._entries: OrderedDict = OrderedDict()  # id(func) -> [weakref(func), key, (encode, body)]
+        # id(func) -> [weakref(func), key, (encode, body)]
+        self._entries: OrderedDict = OrderedDict()
         self._keys = itertools.count()
         self._lock = threading.Lock()
         self._size = size
@@ -78,7 +79,7 @@ class FunctionKeys:
             return cached[1]
         try:
             body = encode(func)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(
                 f"func ({describe(func)}) cannot be pickled to be sent to the workers: "
                 f"{type(exc).__name__}: {exc}") from exc

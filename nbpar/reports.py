@@ -8,8 +8,9 @@ items: `results` and `pending` are computed only when read.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 _MISSING = object()
 

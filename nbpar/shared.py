@@ -187,7 +187,7 @@ def new_segment(size):
     raise FileExistsError("cannot find a free shared-memory name")
 
 
-_owned_arrays: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()  # seg name -> root
+_owned_arrays: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # seg name -> root
 
 
 def shared_array(data=None, *, shape=None, dtype=None):

@@ -190,7 +190,8 @@ def render(parts: tuple) -> str:
         cell = _cell_label(filename)
         place = f"{cell}, line {part.lineno}" if cell else f'File "{filename}", line {part.lineno}'
         out.append(f"  {place}, in {part.name}\n")
-        line = (linecache.getline(filename, part.lineno).strip() if part.lineno else "") or part.line
+        line = ((linecache.getline(filename, part.lineno).strip() if part.lineno else "")
+                or part.line)
         if line:
             out.append(f"    {line}\n")
     return "".join(out)
