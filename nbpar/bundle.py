@@ -89,7 +89,7 @@ class Bundle:
         self._recent[id(func)] = (ref, body, modules)
         return body, modules
 
-    def release(self):
+    def release(self) -> None:
         if self.packed is not None:
             self.packed.release()
         self._recent.clear()
@@ -125,7 +125,8 @@ def open_bundle(obj) -> Opened:
 def _roots(objects) -> list:
     """The objects of a fork bundle a function may name: the three, what bound methods and
     partials hold, and the members of tuples, lists and dicts, two levels down."""
-    out, seen = [], set()
+    out: list = []
+    seen = set()
     todo = [(o, 0) for o in objects]
     while todo and len(out) < _ROOTS_MAX:
         obj, depth = todo.pop()

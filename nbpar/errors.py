@@ -62,7 +62,9 @@ class WorkerDiedError(NbparError, BrokenProcessPool):
         running with its index in the input, when known; kept as attributes.
     """
 
-    def __init__(self, message, *, worker_id=None, exitcode=None, item=None, index=None):
+    def __init__(self, message: str, *, worker_id: int | None = None,
+                 exitcode: int | None = None, item: object = None,
+                 index: int | None = None) -> None:
         super().__init__(message)
         self.worker_id = worker_id
         self.exitcode = exitcode

@@ -133,7 +133,7 @@ class JobHandle:
         self.error: BaseException | None = None
         self.report = None
         self._done = _Latch()
-        self._stream = queue.SimpleQueue() if streaming else None
+        self._stream: queue.SimpleQueue | None = queue.SimpleQueue() if streaming else None
         self._functions = functions or FunctionKeys(1)
         self._async_waiters: list = []  # (loop, asyncio.Future) woken by deliver / finish
         self._async_lock = threading.Lock()

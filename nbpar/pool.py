@@ -912,7 +912,7 @@ class _SetupFactory:
         self.start_method = start_method
         self.hooks = hooks
         self.flags = flags
-        self._encoded = None
+        self._encoded: tuple | None = None
 
     def holds(self, hooks) -> bool:
         return all(a is b for a, b in zip(hooks, self.hooks))

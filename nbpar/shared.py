@@ -23,6 +23,7 @@ import os
 import pickle
 import secrets
 import sys
+import types
 import weakref
 from multiprocessing import context as _mp_context
 
@@ -56,7 +57,7 @@ class Packed:
         self.segments.clear()
 
 
-def warn_if_copied(packed, start_method):
+def warn_if_copied(packed: Packed, start_method: str) -> None:
     """A large plain array among the shared objects costs the process tree two copies under
     forkserver and spawn: the caller's own, which no other process can map, and the shared
     one. Say so, and how to keep one (measured: 2.00 copies of a 400 MB array against 1.00
@@ -75,7 +76,8 @@ def warn_if_copied(packed, start_method):
 def _outside_nbpar() -> int:
     """The stacklevel of the first frame outside nbpar: the user's line that shared."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level
@@ -316,7 +318,7 @@ class ProgressBoard:
     def __getitem__(self, worker_id):
         return self.slots[worker_id]
 
-    def close(self):
+    def close(self) -> None:
         self._finalizer()
 
     @staticmethod

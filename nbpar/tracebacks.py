@@ -89,7 +89,7 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
-def _chain(exc: BaseException) -> list[tuple[BaseException, str]]:
+def _chain(exc: BaseException | None) -> list[tuple[BaseException, str]]:
     """The exceptions of `exc`'s chain, oldest first, each with the line that follows it."""
     chain, seen = [], set()
     header = ""

@@ -7,7 +7,14 @@ stdout/stderr. The Boss never asks which backend it has.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .dask import DaskBackend
+    from .process import ProcessBackend
+    from .thread import ThreadBackend
 
 START_METHODS = ("fork", "forkserver", "spawn", "threading")
 
@@ -16,17 +23,19 @@ START_METHODS = ("fork", "forkserver", "spawn", "threading")
 class WorkerHandle:
     worker_id: int
     pid: int | None
-    channel: object  # .send(msg), .recv(), .fileno(), .close()
-    sentinel: object = None  # waitable; ready when the worker is gone
-    outputs: dict = field(default_factory=dict)  # fd -> "stdout" | "stderr"
-    process: object = None  # backend-specific
-    encode_func: object = None  # how a function is pickled for it (None: channel.encode)
-    inherited: set = field(default_factory=set)  # keys of the functions it was started with
+    channel: Any  # .send(msg), .recv(), .fileno(), .close(): the backend's own class
+    sentinel: Any = None  # waitable; ready when the worker is gone
+    outputs: dict[int, str] = field(default_factory=dict)  # fd -> "stdout" | "stderr"
+    process: Any = None  # backend-specific
+    # how a function is pickled for it (None: channel.encode)
+    encode_func: Callable[[Any], bytes] | None = None
+    inherited: set[Any] = field(default_factory=set)  # keys of the functions it was started with
     lost: str | None = None  # set by the backend when it died of something else's death
 
 
-def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None), backend=None,
-                 client=None):
+def make_backend(start_method: str, n_workers: int | None, shared_objects: Any, *,
+                 hooks: tuple[Any, Any] = (None, None), backend: str | None = None,
+                 client: Any = None) -> ProcessBackend | ThreadBackend | DaskBackend:
     """The backend a pool's Boss drives. A backend may say how many workers it has
     (`n_workers`, e.g. Dask's thread count when n_workers is None) and the shortest batch
     worth sending (`min_batch_time`). Process backends take worker_init and worker_exit
@@ -38,6 +47,7 @@ def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None),
             raise ImportError(f"backend='dask' needs dask.distributed: pip install "
                               f"'nbpar[dask]' ({exc})") from exc
         return DaskBackend(n_workers, shared_objects, client)
+    assert n_workers is not None  # only Dask may count its own workers
     if start_method == "threading":
         from .thread import ThreadBackend
         return ThreadBackend(n_workers, shared_objects)
