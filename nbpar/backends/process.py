@@ -140,6 +140,7 @@ class ProcessBackend:
         self.link.share(self.bundle.packed)
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
+        assert self.bundle is not None  # set up in __init__, released only by close()
         setup = replace(_with_progress(setup, self.board.handle), pool_number=self.number)
         inherited = set(setup.funcs or ()) if self.method == "fork" else set()
         setup_funcs = setup.funcs or {}
@@ -148,7 +149,6 @@ class ProcessBackend:
         parent, child = Pipe(duplex=True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        assert self.bundle is not None  # set up in __init__, released only by close()
         args: tuple[Any, ...]
         try:
             if self.method == "forkserver":
