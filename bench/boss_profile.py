@@ -4,10 +4,10 @@
     python -m bench.boss_profile -n 64 --cpu-only # CPU per task only (no profiler overhead)
 
 Prints the Boss thread's CPU time per task (read from the kernel's per-thread counters, so
-the caller's and the workers' time is left out), the workers' CPU time per task, and, under cProfile, the function calls per
-task and the functions that take the most of its time. The profile covers the thread's
-whole life: its workers' start and retirement and a warm-up map of 2 items per worker,
-small next to the measured map.
+the caller's and the workers' time is left out), the workers' CPU time per task, and, under
+cProfile, the function calls per task and the functions that take the most of its time. The
+profile covers the thread's whole life: its workers' start and retirement and a warm-up map
+of 2 items per worker, small next to the measured map.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ def main(argv=None):
     print(f"{args.workers} workers, {args.items:,} no-op items, chunk_size={args.chunk_size}"
           + (f", task_timeout={args.task_timeout}" if args.task_timeout else "") +
           f": {args.items / wall:,.0f} tasks/s; Boss thread CPU {cpu / args.items * 1e6:.1f} µs "
-          f"per task ({cpu / wall:.0%} of the wall time), workers {workers / args.items * 1e6:.1f} µs"
+          f"per task ({cpu / wall:.0%} of the wall time), "
+          f"workers {workers / args.items * 1e6:.1f} µs"
           + (" under cProfile" if profiles else ""))
     if profiles:
         stats = pstats.Stats(profiles[0], stream=sys.stdout)

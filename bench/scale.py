@@ -19,7 +19,6 @@ import statistics
 import time
 
 from . import tasks
-from .systems import SYSTEMS
 from .workloads import Result, _interleaved, _opened
 
 NOOP_ITEMS = 10_000  # per no-op map
@@ -42,7 +41,7 @@ def scale(systems, repeat, n, workers, items=None) -> list[Result]:
         for what, func, count, chunk in cases:
             data = list(range(count))
 
-            def measure(name):
+            def measure(name, func=func, data=data, chunk=chunk):
                 start = time.perf_counter()
                 out = pools[name].map(func, data, chunk_size=chunk)
                 elapsed = time.perf_counter() - start

@@ -2,9 +2,9 @@
 
 A system is a name and a factory `make(n_workers)` returning an object with
 `map(func, items)` (nbpar, mp.Pool, ProcessPoolExecutor and MPIRE also take `chunk_size`:
-items per message, None for the system's own choice), `apply(func, arg)` (one call, its result) and `close()`; those that offer
-many calls in flight at once also have `many(func, items)` (every call handed over before
-the first result is asked for).
+items per message, None for the system's own choice), `apply(func, arg)` (one call, its
+result) and `close()`; those that offer many calls in flight at once also have
+`many(func, items)` (every call handed over before the first result is asked for).
 Warm workloads build it once and time calls; cold workloads time make + map + close.
 """
 

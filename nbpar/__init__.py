@@ -28,7 +28,8 @@ __all__ = [
     "LongerFirstScheduler", "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Pool",
     "Report",
     "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
-    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map", "register_joblib", "register_pandas", "run_job",
+    "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map",
+    "register_joblib", "register_pandas", "run_job",
     "shared_array", "thread_map",
 ]
 

@@ -48,17 +48,17 @@ class Bundle:
         # pickled, held weakly (a finished call's function must not be kept alive here)
 
     @classmethod
-    def inherited(cls, objects) -> "Bundle":
+    def inherited(cls, objects) -> Bundle:
         """Under fork: nothing pickled; functions refer to the objects by address."""
         return cls(objects, {id(o): (id(o), o) for o in _roots(objects)})
 
     @classmethod
-    def packed_from(cls, objects) -> "Bundle":
+    def packed_from(cls, objects) -> Bundle:
         """Under forkserver and spawn: one pickle for the three (arrays in shared memory)."""
         from .shared import pack
         try:
             packed, memo = pack(objects, with_memo=True)
-        except Exception as exc:  # noqa: BLE001 - name which of the three cannot go
+        except Exception as exc:  # name which of the three cannot go
             raise _named(objects, exc) from exc
         # Only the bundle's roots may be referred to (not every object pickle memoized: a
         # shared dict of a million entries would cost a million-entry table on both sides).
@@ -89,7 +89,7 @@ class Bundle:
         self._recent[id(func)] = (ref, body, modules)
         return body, modules
 
-    def release(self):
+    def release(self) -> None:
         if self.packed is not None:
             self.packed.release()
         self._recent.clear()
@@ -125,7 +125,8 @@ def open_bundle(obj) -> Opened:
 def _roots(objects) -> list:
     """The objects of a fork bundle a function may name: the three, what bound methods and
     partials hold, and the members of tuples, lists and dicts, two levels down."""
-    out, seen = [], set()
+    out: list = []
+    seen = set()
     todo = [(o, 0) for o in objects]
     while todo and len(out) < _ROOTS_MAX:
         obj, depth = todo.pop()

@@ -11,8 +11,9 @@ workers hold has them replaced first, which needs the pool to be idle.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import describe
 from .failures import FailurePolicy, make_policy
@@ -33,7 +34,7 @@ class CallOptions:
     failure: FailurePolicy | None = None  # retries=, retry_on=, on_error=, default=
 
     @classmethod
-    def parse(cls, options: dict, what: str) -> "CallOptions":
+    def parse(cls, options: dict, what: str) -> CallOptions:
         unknown = [name for name in options if name not in NAMES]
         if unknown:
             raise TypeError(f"{what}() got an unexpected keyword argument {unknown[0]!r}")

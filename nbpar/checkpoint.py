@@ -151,7 +151,7 @@ class Checkpoint:
         for idx, value in rows:
             try:
                 out[idx] = pickle.loads(value)
-            except Exception as exc:  # noqa: BLE001 - a damaged row, or a class now missing
+            except Exception as exc:  # a damaged row, or a class now missing
                 raise CheckpointError(
                     f"the result for index {idx} in the checkpoint {self.path!r} cannot be "
                     f"loaded ({type(exc).__name__}: {exc}): if its code moved, restore it; "
@@ -164,7 +164,7 @@ class Checkpoint:
         for index, value in zip(indices, results):
             try:
                 rows.append((index, cloudpickle.dumps(value, protocol=5)))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise SerializationError(
                     f"the result for item {describe(items_by_index[index])} (index {index}) "
                     f"is a {type(value).__name__} that cannot be stored in the checkpoint: "

@@ -335,7 +335,8 @@ class Boss:
             errors = tuple(self._errors)
             settled = bool(sets) and self._seen == len(sets)
             status = self._status(settled)
-            now = self._ended_at if settled else time.monotonic()
+            now = (self._ended_at if settled and self._ended_at is not None
+                   else time.monotonic())
             elapsed = now - self._started_at if self._started_at is not None else 0.0
         if not interim and not settled:
             return None

@@ -242,7 +242,7 @@ class GridJob(ClusterJob):
             except drmaa.errors.ExitTimeoutException:
                 if _passed(deadline):
                     return None
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if "code 24" not in str(exc):  # SGE: deleted before it ran, no usage to report
                     raise
                 info = None

@@ -33,7 +33,7 @@ def describe(obj) -> str:
     """A short repr for messages: an item may be a megabyte of text, or deeply nested."""
     try:
         text = _repr.repr(obj)
-    except Exception:  # a broken __repr__ must not hide the real error
+    except Exception:  # noqa: BLE001 - a broken __repr__ must not hide the real error
         return f"<{type(obj).__name__} object>"
     return text if len(text) <= _MAX_DESCRIBE else text[:_MAX_DESCRIBE - 3] + "..."
 
@@ -64,7 +64,8 @@ class WorkerDiedError(NbparError, BrokenProcessPool):
     """
 
     def __init__(self, message: str, *, worker_id: int | None = None,
-                 exitcode: int | None = None, item: Any = None, index: Any = None) -> None:
+                 exitcode: int | None = None, item: object = None,
+                 index: int | None = None) -> None:
         super().__init__(message)
         self.worker_id = worker_id
         self.exitcode = exitcode
@@ -240,7 +241,7 @@ def capture(exc: BaseException, dumps=None) -> ErrorPayload:
 def _safe_str(exc) -> str:
     try:
         return str(exc)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the error itself
         return f"<unprintable {type(exc).__name__}>"
 
 
@@ -267,7 +268,7 @@ def _text(payload: ErrorPayload) -> str:
     if payload.frames is not None:
         try:
             return tracebacks.render(payload.frames)
-        except Exception:  # noqa: BLE001 - never hide the error behind its formatting
+        except Exception:  # never hide the error behind its formatting
             logging.getLogger("nbpar").debug("formatting a worker's frames failed; "
                                              "its own text is shown", exc_info=True)
     return payload.traceback

@@ -37,7 +37,8 @@ class FunctionKeys:
     """
 
     def __init__(self, size=256):
-        self._entries: OrderedDict = OrderedDict()  # id(func) -> [weakref(func), key, (encode, body)]
+        # id(func) -> [weakref(func), key, (encode, body)]
+        self._entries: OrderedDict = OrderedDict()
         self._keys = itertools.count()
         self._lock = threading.Lock()
         self._size = size
@@ -81,7 +82,7 @@ class FunctionKeys:
             return cached[1]
         try:
             body = encode(func)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise SerializationError(
                 f"func ({describe(func)}) cannot be pickled to be sent to the workers: "
                 f"{type(exc).__name__}: {exc}") from exc
@@ -135,7 +136,7 @@ class JobHandle:
         self.error: BaseException | None = None
         self.report = None
         self._done = _Latch()
-        self._stream = queue.SimpleQueue() if streaming else None
+        self._stream: queue.SimpleQueue | None = queue.SimpleQueue() if streaming else None
         self._functions = functions or FunctionKeys(1)
         self._async_waiters: list = []  # (loop, asyncio.Future) woken by deliver / finish
         self._async_lock = threading.Lock()

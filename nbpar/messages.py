@@ -153,7 +153,7 @@ def to_wire(msg) -> bytes:
     return pickle.dumps(msg, protocol=5)
 
 
-def from_wire(data: bytes):
+def from_wire(data: bytes | memoryview):
     """The message `to_wire` made; a body is a view into `data`, not a copy."""
     tag = data[:1]
     if tag == b"B":
@@ -204,7 +204,7 @@ class PipeEnd:
         head = self._header()
         return head is not None and len(self._buf) >= head[0] + head[1]
 
-    def recv_bytes(self):
+    def recv_bytes(self) -> bytes | memoryview:
         """The next message's bytes (a memoryview for one too large for a single read)."""
         while True:
             head = self._header()

@@ -83,12 +83,13 @@ class Pool:
         return self._pool
 
     # -- single calls
-    def apply(self, func, args=(), kwds={}):
+    def apply(self, func, args=(), kwds={}):  # noqa: B006 - multiprocessing.Pool's signature
         """``func(*args, **kwds)`` in a worker; waits and returns its result (or raises its
         error). `apply_async` takes the same arguments."""
         return self.apply_async(func, args, kwds).get()
 
-    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+    def apply_async(self, func, args=(), kwds={}, callback=None,  # noqa: B006 - as above
+                    error_callback=None):
         """``func(*args, **kwds)`` in a worker, returning at once.
 
         Parameters

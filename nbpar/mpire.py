@@ -127,7 +127,7 @@ class WorkerPool(_pool.WorkerPool):
         ----------
         func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
             As for `map`.
-        """
+        """  # noqa: E501 - numpydoc names shared parameters on one line
         return super().map_unordered(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
@@ -141,7 +141,7 @@ class WorkerPool(_pool.WorkerPool):
         ----------
         func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
             As for `map`; the iterable is read lazily.
-        """
+        """  # noqa: E501 - numpydoc names shared parameters on one line
         return super().imap(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))
@@ -155,7 +155,7 @@ class WorkerPool(_pool.WorkerPool):
         ----------
         func, iterable_of_args, iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan, progress_bar, **options
             As for `map`; the iterable is read lazily.
-        """
+        """  # noqa: E501 - numpydoc names shared parameters on one line
         return super().imap_unordered(Unpack(func), iterable_of_args, **_map_options(
             iterable_len, max_tasks_active, chunk_size, n_splits, worker_lifespan,
             progress_bar, options))

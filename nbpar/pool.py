@@ -175,8 +175,8 @@ class WorkerPool(AsyncMaps):
     def __init__(self, n_jobs=None, *, start_method=None, shared_objects=None,
                  pass_worker_id=False, use_worker_state=False, worker_init=None,
                  worker_exit=None, task_timeout=None, max_tasks_per_worker=None,
-                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None, client=None,
-                 max_worker_memory=None, inner_threads=None):
+                 scheduler=None, keep_alive=False, on_output=None, log_level=None, backend=None,
+                 client=None, max_worker_memory=None, inner_threads=None):
         _check_backend(backend, client, start_method)
         if n_jobs is None and backend != "dask":  # Dask's default: its worker threads
             n_jobs = os.cpu_count() or 1
@@ -538,7 +538,7 @@ class WorkerPool(AsyncMaps):
         -------
         list
             One result per item, in input order. Raises as `map`.
-        """
+        """  # noqa: E501 - numpydoc names shared parameters on one line
         opts = CallOptions.parse(options, "starmap")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=True, checkpoint=checkpoint)
@@ -561,7 +561,7 @@ class WorkerPool(AsyncMaps):
         -------
         list
             One result per item, in completion order. Raises as `map`.
-        """
+        """  # noqa: E501 - numpydoc names shared parameters on one line
         opts = CallOptions.parse(options, "map_unordered")
         job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
                             star=False, checkpoint=checkpoint)
@@ -940,7 +940,7 @@ class _SetupFactory:
         self.start_method = start_method
         self.hooks = hooks
         self.flags = flags
-        self._encoded = None
+        self._encoded: tuple | None = None
 
     def holds(self, hooks) -> bool:
         return all(a is b for a, b in zip(hooks, self.hooks))

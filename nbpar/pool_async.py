@@ -174,7 +174,7 @@ class AsyncMaps:
                         chunk = await anext(chunks)
                     except StopAsyncIteration:
                         break
-                    except BaseException as error:  # noqa: BLE001 - the map's own error
+                    except BaseException as error:  # the map's own error
                         translated = guard.translate(error)
                         if translated is error:
                             raise

@@ -8,8 +8,9 @@ items: `results` and `pending` are computed only when read.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 _MISSING = object()
 
@@ -103,27 +104,30 @@ class Ledger:
     does not keep results (they go to its consumer).
     """
 
-    def __init__(self, total, items_by_index=None, prior=None, keep_results=True):
+    def __init__(self, total: int | None,
+                 items_by_index: list[Any] | dict[int, Any] | None = None,
+                 prior: dict[int, Any] | None = None, keep_results: bool = True) -> None:
         self.total = total
         self.keep_results = keep_results
         self.items_by_index = items_by_index
-        self.slots = [_MISSING] * total if (keep_results and total is not None) else {}
-        self.log: list = []  # index collections, completion order
+        self.slots: list[Any] | dict[int, Any] = (
+            [_MISSING] * total if (keep_results and total is not None) else {})
+        self.log: list[Sequence[int]] = []  # index collections, completion order
         self.done = 0
         self.prior = len(prior) if prior else 0  # done by an earlier run (a continued map)
-        self.unfinished: dict | None = None if items_by_index is not None else {}
-        self.rest: Iterator | None = None  # unread part of a lazy source
+        self.unfinished: dict[int, Any] | None = None if items_by_index is not None else {}
+        self.rest: Iterator[Any] | None = None  # unread part of a lazy source
         if prior:
             for index, value in prior.items():
                 self.slots[index] = value
             self.log.append(tuple(prior))
             self.done = len(prior)
 
-    def note_read(self, indices, items):
+    def note_read(self, indices: Iterable[int], items: Iterable[Any]) -> None:
         if self.unfinished is not None:
             self.unfinished.update(zip(indices, items))
 
-    def record(self, indices, results, counted=True):
+    def record(self, indices: Sequence[int], results: Sequence[Any], counted: bool = True) -> None:
         """Results of `indices`; counted=False for a failed item's placeholder (on_error=
         "collect"), which takes its place in the results but is not counted as done."""
         if self.keep_results:
@@ -140,16 +144,16 @@ class Ledger:
         if counted:
             self.done += len(results)
 
-    def view(self, pending_hint):
+    def view(self, pending_hint: tuple[int, ...]) -> _LedgerView:
         """A frozen view of what finished so far (see Report)."""
         unfinished = dict(self.unfinished) if self.unfinished is not None else None
         return _LedgerView(self, len(self.log), unfinished, pending_hint)
 
-    def ordered_results(self):
+    def ordered_results(self) -> list[Any]:
         return list(self.slots) if isinstance(self.slots, list) else [
             self.slots[i] for i in sorted(self.slots)]
 
-    def completion_order(self):
+    def completion_order(self) -> list[Any]:
         return [self.slots[i] for indices in self.log for i in indices]
 
 
@@ -157,25 +161,31 @@ class Ledger:
 class _LedgerView:
     ledger: Ledger
     upto: int
-    unfinished: dict | None
-    pending_hint: tuple  # indices known to be pending for a materialized map, or ()
+    unfinished: dict[int, Any] | None
+    pending_hint: tuple[int, ...]  # indices known to be pending for a materialized map, or ()
 
-    def done_indices(self):
+    def done_indices(self) -> set[int]:
         return {i for indices in self.ledger.log[:self.upto] for i in indices}
 
-    def results(self):
+    def results(self) -> dict[int, Any]:
         if not self.ledger.keep_results:
             return {}
         slots = self.ledger.slots
         return {i: slots[i] for indices in self.ledger.log[:self.upto] for i in indices}
 
-    def pending(self):
+    def pending(self) -> list[tuple[int, Any]]:
         led = self.ledger
         if self.unfinished is not None:
             return sorted(self.unfinished.items(), key=lambda kv: kv[0])
         done = self.done_indices()
         source = led.items_by_index
-        keys = range(led.total) if isinstance(source, list) else sorted(source)
+        assert source is not None  # a map without them keeps its unfinished items (above)
+        keys: Iterable[int]
+        if isinstance(source, list):
+            assert led.total is not None  # an input given as a list has a length
+            keys = range(led.total)
+        else:
+            keys = sorted(source)
         return [(i, source[i]) for i in keys if i not in done]
 
 
@@ -236,13 +246,13 @@ class Report:
     done: int
     failed: int
     elapsed: float
-    workers: tuple = ()
-    errors: tuple = ()
-    exit_results: tuple = ()
+    workers: tuple[WorkerInfo, ...] = ()
+    errors: tuple[TaskError, ...] = ()
+    exit_results: tuple[Any, ...] = ()
     func_name: str | None = None
     job_id: int | None = None
-    _view: Any = field(default=None, repr=False, compare=False)
-    retried: tuple = ()  # TaskErrors of the failed attempts that were run again (retries=N)
+    _view: _LedgerView | None = field(default=None, repr=False, compare=False)
+    retried: tuple[TaskError, ...] = ()  # the failed attempts that ran again (retries=N)
     pool_halted: bool = False  # the pool holds new work (HALT): a map started now waits
     prior: int = 0  # of `done`, the items an earlier run did (a continued map)
     halted: float = 0.0  # of `elapsed`, the seconds the map spent halted
@@ -260,44 +270,44 @@ class Report:
         return done / self.running_time if done > 0 and self.running_time > 0 else None
 
     @property
-    def attempts(self) -> dict:
+    def attempts(self) -> dict[int | None, int]:
         """index -> how many times the item ran, for the items that ran more than once."""
-        out: dict = {}
+        out: dict[int | None, int] = {}
         for e in self.retried:
             out[e.index] = max(out.get(e.index, 1), e.attempt + 1)
         return out
 
     @property
-    def results(self) -> dict:
+    def results(self) -> dict[int, Any]:
         """index -> result, for the items finished when the report was taken."""
         return self._view.results() if self._view is not None else {}
 
     @property
-    def pending(self) -> list:
+    def pending(self) -> list[Any]:
         """The items not yet run, in input order (neither finished nor failed)."""
         return [item for _, item in self._pending_pairs()]
 
     @property
-    def pending_indices(self) -> list:
+    def pending_indices(self) -> list[int]:
         """The input indices of `pending`."""
         return [index for index, _ in self._pending_pairs()]
 
-    def _pending_pairs(self):
+    def _pending_pairs(self) -> list[tuple[int, Any]]:
         if self._view is None:
             return []
         failed = {e.index for e in self.errors}  # every item counts once: done, failed or pending
         return [(i, item) for i, item in self._view.pending() if i not in failed]
 
-    def _unfinished_pairs(self):
+    def _unfinished_pairs(self) -> list[tuple[int, Any]]:
         """What a continuation runs: the failed items again, and the pending ones."""
         return self._view.pending() if self._view is not None else []
 
     @property
-    def rest(self):
+    def rest(self) -> Iterator[Any] | None:
         """The unread part of a lazy input (an iterator), or None."""
         return self._view.ledger.rest if self._view is not None else None
 
-    def __str__(self):
+    def __str__(self) -> str:
         total = "?" if self.total is None else self.total
         lines = [f"status {self.status}: {self.done}/{total} done, {self.failed} failed, "
                  f"{self.elapsed:.2f} s"]

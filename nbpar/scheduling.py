@@ -7,7 +7,12 @@ tables. The unit of "running" is a worker busy with a map's work.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .reports import Report
 
 
 @dataclass(frozen=True)
@@ -17,8 +22,22 @@ class Running:
     declared on top of it)."""
 
     total: int = 0
-    by_job: dict = field(default_factory=dict)
+    by_job: dict[int, int] = field(default_factory=dict)  # job id -> its busy workers
     memory: float = 0.0
+
+
+class JobView(Protocol):
+    """What a policy reads of a map (the Boss's `state.Job` offers it)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def total(self) -> int | None: ...
+
+    def next_memory(self) -> float: ...
+
+    def durations(self) -> list[float] | None: ...
 
 
 class Scheduler:
@@ -37,7 +56,8 @@ class Scheduler:
 
     wants_rss = False  # ask the Boss to measure workers' RSS after each batch
 
-    def capacity(self, job, running: Running, history=()) -> int | None:
+    def capacity(self, job: JobView, running: Running,
+                 history: Sequence[Report] = ()) -> int | None:
         """How many more workers may start work of `job` now; the Boss asks before it
         starts any task.
 
@@ -59,7 +79,7 @@ class Scheduler:
         """
         return None
 
-    def order(self, job) -> list | None:
+    def order(self, job: JobView) -> list[int] | None:
         """The order in which a map's items start, asked once before its first task.
 
         Parameters
@@ -75,7 +95,7 @@ class Scheduler:
         """
         return None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
@@ -93,10 +113,11 @@ class MaxThreadsScheduler(Scheduler):
             raise ValueError(f"MaxThreadsScheduler needs a whole number >= 1, got {n!r}")
         self.n = n
 
-    def capacity(self, job, running, history=()):
+    def capacity(self, job: JobView, running: Running,
+                 history: Sequence[Report] = ()) -> int | None:
         return max(0, self.n - running.total)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MaxThreadsScheduler({self.n})"
 
 
@@ -121,12 +142,13 @@ class MaxMemoryScheduler(Scheduler):
                              f"{limit_bytes!r}")
         self.limit = limit_bytes
 
-    def capacity(self, job, running, history=()):
+    def capacity(self, job: JobView, running: Running,
+                 history: Sequence[Report] = ()) -> int | None:
         if running.total == 0:
             return None
         return None if running.memory + job.next_memory() <= self.limit else 0
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MaxMemoryScheduler({self.limit!r})"
 
 
@@ -134,7 +156,7 @@ class LongerFirstScheduler(Scheduler):
     """Start the tasks that declare the longest duration (`map(..., duration=lambda item:
     seconds)`) first, so a long task does not start last and stretch the makespan."""
 
-    def order(self, job):
+    def order(self, job: JobView) -> list[int] | None:
         durations = job.durations()
         if durations is None:
             return None
@@ -161,7 +183,7 @@ class JobsLimit:
         self.name = name
         self.key = ("name", name) if name is not None else ("id", id(self))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"JobsLimit({self.n}, {self.name!r})"
 
 

@@ -24,6 +24,7 @@ import os
 import pickle
 import secrets
 import sys
+import types
 import weakref
 from multiprocessing import context as _mp_context
 
@@ -59,7 +60,7 @@ class Packed:
         self.segments.clear()
 
 
-def warn_if_copied(packed, start_method):
+def warn_if_copied(packed: Packed, start_method: str) -> None:
     """A large plain array among the shared objects costs the process tree two copies under
     forkserver and spawn: the caller's own, which no other process can map, and the shared
     one. Say so, and how to keep one (measured: 2.00 copies of a 400 MB array against 1.00
@@ -78,7 +79,8 @@ def warn_if_copied(packed, start_method):
 def _outside_nbpar() -> int:
     """The stacklevel of the first frame outside nbpar: the user's line that shared."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: types.FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level
@@ -190,7 +192,7 @@ def new_segment(size):
     raise FileExistsError("cannot find a free shared-memory name")
 
 
-_owned_arrays: "weakref.WeakValueDictionary" = weakref.WeakValueDictionary()  # seg name -> root
+_owned_arrays: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # seg name -> root
 
 
 def shared_array(data=None, *, shape=None, dtype=None):
@@ -319,7 +321,7 @@ class ProgressBoard:
     def __getitem__(self, worker_id):
         return self.slots[worker_id]
 
-    def close(self):
+    def close(self) -> None:
         self._finalizer()
 
     @staticmethod

@@ -89,7 +89,7 @@ _CAUSE = "\nThe above exception was the direct cause of the following exception:
 _CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n\n"
 
 
-def _chain(exc: BaseException) -> list[tuple[BaseException, str]]:
+def _chain(exc: BaseException | None) -> list[tuple[BaseException, str]]:
     """The exceptions of `exc`'s chain, oldest first, each with the line that follows it."""
     chain, seen = [], set()
     header = ""
@@ -190,7 +190,8 @@ def render(parts: tuple) -> str:
         cell = _cell_label(filename)
         place = f"{cell}, line {part.lineno}" if cell else f'File "{filename}", line {part.lineno}'
         out.append(f"  {place}, in {part.name}\n")
-        line = (linecache.getline(filename, part.lineno).strip() if part.lineno else "") or part.line
+        line = ((linecache.getline(filename, part.lineno).strip() if part.lineno else "")
+                or part.line)
         if line:
             out.append(f"    {line}\n")
     return "".join(out)

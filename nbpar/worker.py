@@ -94,7 +94,7 @@ def run(channel, setup: m.WorkerSetup, shared, progress, hooks=None, load_func=N
     workers pass the hooks they got with the shared objects, and how to load a function
     that refers to them (bundle.py); threads and Dask take both from the setup."""
     wid = setup.worker_id
-    leading = []
+    leading: list = []
     if setup.pass_worker_id:
         leading.append(wid)
     if setup.use_shared:

@@ -12,7 +12,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="$root/${NBPAR_VENV:-.venv}"
 python="${NBPAR_PYTHON:-${PYTHON:-python3}}"
-extras="${NBPAR_EXTRAS:-test,jupyter,cluster,bench,dask}"
+extras="${NBPAR_EXTRAS:-test,lint,jupyter,cluster,bench,dask}"
 lock="$root/requirements/lock.txt"
 stamp="$venv/.nbpar-installed"
 

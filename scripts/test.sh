@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the test suite. Without arguments: everything -- tests/ and the tutorial notebooks in
+# Run the test suite. Without arguments: everything -- the linter and the type checker (ruff
+# and mypy, as pyproject.toml configures them), tests/ and the tutorial notebooks in
 # notebooks/ on the main interpreter (nbval runs each notebook in a real kernel and compares
 # its outputs with the stored ones, after the substitutions in notebooks/nbval_sanitize.cfg),
 # then the core suite (tests/unit, tests/integration) on each other tested Python, each in its
@@ -29,6 +30,10 @@ find_python() {
 }
 
 status=0
+# Seconds, so first; a finding fails the run, after the tests have run all the same.
+echo "=== ruff check; mypy ==="
+.venv/bin/ruff check || status=$?
+.venv/bin/mypy || status=$?
 .venv/bin/python -m pytest "${nbval[@]}" tests notebooks || status=$?
 for version in "${other_pythons[@]}"; do
     echo

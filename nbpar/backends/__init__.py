@@ -16,7 +16,10 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from .dask import DaskBackend
     from .dask.slot import Slot
+    from .process import ProcessBackend
+    from .thread import ThreadBackend
 
 START_METHODS = ("fork", "forkserver", "spawn", "threading")
 
@@ -55,8 +58,9 @@ class WorkerHandle:
     lost: str | None = None  # set by the backend when it died of something else's death
 
 
-def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None), backend=None,
-                 client=None):
+def make_backend(start_method: str, n_workers: int | None, shared_objects: Any, *,
+                 hooks: tuple[Any, Any] = (None, None), backend: str | None = None,
+                 client: Any = None) -> ProcessBackend | ThreadBackend | DaskBackend:
     """The backend a pool's Boss drives. A backend may say how many workers it has
     (`n_workers`, e.g. Dask's thread count when n_workers is None) and the shortest batch
     worth sending (`min_batch_time`). Process backends take worker_init and worker_exit
@@ -68,6 +72,7 @@ def make_backend(start_method, n_workers, shared_objects, *, hooks=(None, None),
             raise ImportError(f"backend='dask' needs dask.distributed: pip install "
                               f"'nbpar[dask]' ({exc})") from exc
         return DaskBackend(n_workers, shared_objects, client)
+    assert n_workers is not None  # only Dask may count its own workers
     if start_method == "threading":
         from .thread import ThreadBackend
         return ThreadBackend(n_workers, shared_objects)

@@ -16,8 +16,11 @@ import os
 import pickle
 import signal
 import sys
+from collections.abc import Iterable
 from dataclasses import replace
-from multiprocessing.connection import Pipe
+from multiprocessing.connection import Connection, Pipe
+from multiprocessing.process import BaseProcess
+from typing import TYPE_CHECKING, Any
 
 from .. import worker
 from ..bundle import Bundle, preloadable
@@ -27,29 +30,32 @@ from . import WorkerHandle
 
 _log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from .forkserver import ServerLink
+
 
 class MessagePipe:
     """The Boss's end of a worker's duplex pipe (the Connection owns the fd; its reads and
     writes go through PipeEnd: one system call per message)."""
 
-    def __init__(self, conn):
+    def __init__(self, conn: Connection[Any, Any]) -> None:
         self.conn = conn
         self.end = PipeEnd(conn.fileno())
         self.has_message = self.end.has_message
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.end.fd
 
-    def send(self, msg):
+    def send(self, msg: Any) -> None:
         self.end.send_bytes(to_wire(msg))
 
-    def send_all(self, msgs):
+    def send_all(self, msgs: Iterable[Any]) -> None:
         self.end.send_many([to_wire(msg) for msg in msgs])
 
-    def recv(self):
+    def recv(self) -> Any:
         return from_wire(self.end.recv_bytes())
 
-    def close(self):
+    def close(self) -> None:
         self.conn.close()
 
     encode = staticmethod(worker.dumps)
@@ -59,16 +65,17 @@ class MessagePipe:
 class _InheritFd:
     """An fd given to a spawned child the way multiprocessing gives fds."""
 
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         from multiprocessing import reduction
         return (_detach, (reduction.DupFd(self.fd),))
 
 
-def _detach(dupfd):
-    return dupfd.detach()
+def _detach(dupfd: Any) -> int:
+    fd: int = dupfd.detach()
+    return fd
 
 
 _POOL_NUMBERS = itertools.count(1)  # pools of this process in order: their workers' titles
@@ -77,11 +84,12 @@ _POOL_NUMBERS = itertools.count(1)  # pools of this process in order: their work
 class ProcessBackend:
     can_kill = True
 
-    def __init__(self, start_method, n_workers, shared_objects, hooks=(None, None)):
+    def __init__(self, start_method: str, n_workers: int, shared_objects: Any,
+                 hooks: tuple[Any, Any] = (None, None)) -> None:
         self.method = start_method
         self.number = next(_POOL_NUMBERS)  # "nbpar worker 1 (pool 3)" in ps and top
         self.board = ProgressBoard(n_workers, named=start_method != "fork")
-        self.link = None
+        self.link: ServerLink | None = None
         self.hooks = tuple(hooks)  # worker_init, worker_exit: they travel with the objects
         self.bundle: Bundle | None = None
         self.no_preload: set[str] = set()  # sent to a fork server that then died
@@ -94,7 +102,7 @@ class ProcessBackend:
             self.close()
             raise
 
-    def prepare(self, obj):
+    def prepare(self, obj: Any) -> Bundle:
         """In the caller's thread: the objects and hooks as one bundle, pickled once unless
         the workers fork from here (a pickling error surfaces at the call, named)."""
         objects = (obj, *self.hooks)
@@ -104,7 +112,7 @@ class ProcessBackend:
         warn_if_copied(bundle.packed, self.method)
         return bundle
 
-    def apply(self, bundle):
+    def apply(self, bundle: Bundle) -> None:
         """Use new shared objects for the workers started from now on."""
         old, self.bundle = self.bundle, bundle
         if self.link is not None:
@@ -112,26 +120,30 @@ class ProcessBackend:
         if old is not None:
             old.release()
 
-    def extra_waitables(self):
+    def extra_waitables(self) -> list[Any]:
         return [self.link] if self.link is not None else []
 
-    def on_extra_ready(self, obj) -> bool:
+    def on_extra_ready(self, obj: Any) -> bool:
         """News from the fork server; True when the link is dead (stop watching it)."""
         if obj is not self.link:
             return True  # a link replaced since
+        assert self.link is not None  # obj is the link
         self.link.read_pending()
-        return self.link.dead
+        dead: bool = self.link.dead
+        return dead
 
-    def _relink(self):
+    def _relink(self) -> None:
         """After the fork server's death: a new server (started on demand), the bundle sent
         to it again. Workers already forked are gone with the old one."""
         from .forkserver import ServerLink
+        assert self.link is not None and self.bundle is not None  # forkserver, set up
         self.no_preload |= self.link.preloaded  # one of them may be what killed it
         self.link.close()
         self.link = ServerLink()
         self.link.share(self.bundle.packed)
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
+        assert self.bundle is not None  # set up in __init__, released only by close()
         setup = replace(_with_progress(setup, self.board.handle), pool_number=self.number)
         inherited = set(setup.funcs or ()) if self.method == "fork" else set()
         setup_funcs = setup.funcs or {}
@@ -140,8 +152,10 @@ class ProcessBackend:
         parent, child = Pipe(duplex=True)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        args: tuple[Any, ...]
         try:
             if self.method == "forkserver":
+                assert self.link is not None  # made in __init__ for this method
                 if self.link.dead:
                     self._relink()
                 self._preload(setup_funcs)
@@ -156,7 +170,8 @@ class ProcessBackend:
                         f"{self.link.death()}", worker_id=setup.worker_id) from exc
                 process = None  # (the server's child: known by its pid)
             else:
-                ctx = multiprocessing.get_context(self.method)
+                # (typeshed's BaseContext, what get_context gives for a str, has no .Process)
+                ctx: Any = multiprocessing.get_context(self.method)
                 if self.method == "fork":
                     args = (child, out_w, err_w, setup, self.bundle.objects)
                 else:
@@ -176,10 +191,11 @@ class ProcessBackend:
                             {out_r: "stdout", err_r: "stderr"}, mp_process=process,
                             encode_func=self.bundle.encode_func, inherited=inherited)
 
-    def _preload(self, funcs):
+    def _preload(self, funcs: dict[Any, Any]) -> None:
         """Have the fork server import the modules these functions name (pickling them here
         also fills the bundle's cache: the Boss sends the same bytes)."""
-        modules = set()
+        assert self.link is not None and self.bundle is not None  # forkserver, set up
+        modules: set[str] = set()
         for func in funcs.values():
             try:
                 modules |= self.bundle.modules(func)
@@ -188,22 +204,26 @@ class ProcessBackend:
                 continue
         self.link.preload([m for m in preloadable(modules) if m not in self.no_preload])
 
-    def kill(self, handle) -> bool:
+    def kill(self, handle: WorkerHandle) -> bool:
         """SIGKILL the worker and its process group (what its tasks started); its sentinel
         will say when it is gone."""
+        assert handle.pid is not None  # a process worker's handle is made with its pid
         kill_group(handle.pid)
         return False
 
-    def exitcode(self, handle, timeout=2.0):
+    def exitcode(self, handle: WorkerHandle, timeout: float = 2.0) -> int | None:
         if self.method == "forkserver":
-            code = self.link.exitcode(handle.pid, timeout)
+            assert self.link is not None  # made in __init__ for this method
+            code: int | None = self.link.exitcode(handle.pid, timeout)
             if code is None and self.link.dead:
                 handle.lost = self.link.death()
             return code
-        handle.mp_process.join(timeout)
-        return handle.mp_process.exitcode
+        process = handle.mp_process
+        assert process is not None  # fork and spawn workers have their Process
+        process.join(timeout)
+        return process.exitcode
 
-    def release(self, handle):
+    def release(self, handle: WorkerHandle) -> None:
         """After the worker is gone: free what the Boss held for it."""
         handle.channel.close()
         for fd in handle.outputs:
@@ -213,19 +233,22 @@ class ProcessBackend:
                 _log.debug("closing worker %s's output fd %s failed", handle.worker_id, fd,
                            exc_info=True)
         if self.method == "forkserver":
+            assert self.link is not None  # made in __init__ for this method
             self.link.forget(handle.pid, handle.sentinel)
         else:
-            handle.mp_process.join(5)  # the sentinel can fire a moment before the child is
-            # reapable
+            process = handle.mp_process
+            assert process is not None  # fork and spawn workers have their Process
+            process.join(5)  # the sentinel can fire a moment before the child is reapable
             try:
-                handle.mp_process.close()
+                process.close()
             except ValueError:  # still not gone after 5 s: left to multiprocessing's reaping
                 _log.debug("worker %s not reaped after 5 s", handle.worker_id, exc_info=True)
 
-    def position(self, worker_id):
-        return self.board[worker_id]
+    def position(self, worker_id: int) -> int:
+        position: int = self.board[worker_id]
+        return position
 
-    def close(self):
+    def close(self) -> None:
         if self.link is not None:
             self.link.close()
             self.link = None
@@ -249,7 +272,7 @@ def kill_group(pid: int) -> None:
                        exc_info=True)
 
 
-def _with_progress(setup, handle):
+def _with_progress(setup: WorkerSetup, handle: Any) -> WorkerSetup:
     """The setup with the worker's progress slot and the caller's world as it is now: a
     worker forked from a server started long ago, or spawned, sees what a forked one sees."""
     from dataclasses import replace
@@ -258,7 +281,7 @@ def _with_progress(setup, handle):
                    authkey=bytes(multiprocessing.current_process().authkey))
 
 
-def _cwd():
+def _cwd() -> str | None:
     try:
         return os.getcwd()
     except OSError:  # the caller's directory was removed: the worker keeps its own

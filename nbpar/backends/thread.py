@@ -11,8 +11,10 @@ import os
 import queue
 import threading
 from collections import deque
+from typing import Any
 
 from .. import worker
+from ..messages import WorkerSetup
 from . import WorkerHandle
 
 _log = logging.getLogger(__name__)
@@ -21,21 +23,21 @@ _log = logging.getLogger(__name__)
 class _Ends:
     """A pair of in-process channels; the Boss's end is waitable through a pipe byte."""
 
-    def __init__(self):
-        self.to_worker = queue.SimpleQueue()
-        self.to_boss = deque()
+    def __init__(self) -> None:
+        self.to_worker: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.to_boss: deque[Any] = deque()
         self.r, self.w = os.pipe()
         self.closed = False
         self.lock = threading.Lock()
 
-    def post(self, msg):  # worker -> Boss
+    def post(self, msg: Any) -> None:  # worker -> Boss
         with self.lock:
             if self.closed:
                 return
             self.to_boss.append(msg)
             os.write(self.w, b"\0")
 
-    def end(self):
+    def end(self) -> None:
         with self.lock:
             if not self.closed:
                 self.closed = True
@@ -43,45 +45,45 @@ class _Ends:
 
 
 class BossEnd:
-    def __init__(self, ends):
+    def __init__(self, ends: _Ends) -> None:
         self.ends = ends
 
-    def fileno(self):
+    def fileno(self) -> int:
         return self.ends.r
 
-    def send(self, msg):
+    def send(self, msg: Any) -> None:
         self.ends.to_worker.put(msg)
 
-    def recv(self):
+    def recv(self) -> Any:
         if not os.read(self.ends.r, 1):
             raise EOFError
         return self.ends.to_boss.popleft()
 
-    def close(self):
+    def close(self) -> None:
         self.ends.end()
         self.ends.to_worker.put(None)
         os.close(self.ends.r)
 
-    encode = decode = staticmethod(lambda obj: obj)
+    encode = decode = staticmethod(lambda obj, /: obj)
 
 
 class WorkerEnd:
-    def __init__(self, ends):
+    def __init__(self, ends: _Ends) -> None:
         self.ends = ends
 
-    def send(self, msg):
+    def send(self, msg: Any) -> None:
         self.ends.post(msg)
 
-    def recv(self):
+    def recv(self) -> Any:
         msg = self.ends.to_worker.get()
         if msg is None:
             raise EOFError
         return msg
 
-    encode = decode = staticmethod(lambda obj: obj)
+    encode = decode = staticmethod(lambda obj, /: obj)
 
 
-def _serve(ends, setup, shared, board):
+def _serve(ends: _Ends, setup: WorkerSetup, shared: Any, board: list[int]) -> None:
     try:
         worker.run(WorkerEnd(ends), setup, shared, board)
     finally:
@@ -91,20 +93,20 @@ def _serve(ends, setup, shared, board):
 class ThreadBackend:
     can_kill = False
 
-    def __init__(self, n_workers, shared_objects):
+    def __init__(self, n_workers: int, shared_objects: Any) -> None:
         self.shared = shared_objects
         self.board = [0] * n_workers
 
-    def prepare(self, obj):
+    def prepare(self, obj: Any) -> Any:
         return obj
 
-    def apply(self, prepared):
+    def apply(self, prepared: Any) -> None:
         self.shared = prepared
 
-    def extra_waitables(self):
+    def extra_waitables(self) -> list[Any]:
         return []
 
-    def start(self, setup) -> WorkerHandle:
+    def start(self, setup: WorkerSetup) -> WorkerHandle:
         ends = _Ends()
         thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
                                   name=f"nbpar-worker-{setup.worker_id}", daemon=True)
@@ -112,23 +114,25 @@ class ThreadBackend:
         return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {},
                             thread=thread)
 
-    def kill(self, handle) -> bool:
+    def kill(self, handle: WorkerHandle) -> bool:
         """Abandon the thread: it ends after its current task. True: count it gone now."""
-        handle.channel.ends.end()
-        handle.channel.ends.to_worker.put(None)
+        channel: BossEnd = handle.channel
+        channel.ends.end()
+        channel.ends.to_worker.put(None)
         return True
 
-    def exitcode(self, handle, timeout=0):
+    def exitcode(self, handle: WorkerHandle, timeout: float = 0) -> int:
         return 0
 
-    def release(self, handle):
+    def release(self, handle: WorkerHandle) -> None:
+        channel: BossEnd = handle.channel
         try:
-            os.close(handle.channel.ends.r)
+            os.close(channel.ends.r)
         except OSError:
             _log.debug("closing worker %s's pipe failed", handle.worker_id, exc_info=True)
 
-    def position(self, worker_id):
+    def position(self, worker_id: int) -> int:
         return self.board[worker_id]
 
-    def close(self):
+    def close(self) -> None:
         pass

@@ -448,8 +448,9 @@ def _workers_html(workers, processes=True) -> str:
         item = "" if info.state != "busy" else html.escape(describe(info.current_item))
         colour = {"busy": "#1565c0", "dead": "#c62828", "retired": "#999"}.get(info.state,
                                                                              "#555")
-        cells = (info.id, info.where or info.pid or "", f"<span style='color:{colour}'>{info.state}</span>",
-                 item, info.tasks_done, f"{info.busy:.1f} s")
+        cells: tuple = (info.id, info.where or info.pid or "",
+                        f"<span style='color:{colour}'>{info.state}</span>", item,
+                        info.tasks_done, f"{info.busy:.1f} s")
         if processes:
             cells += (_cpu(info), _memory(info))
         if limited:

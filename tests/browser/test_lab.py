@@ -64,7 +64,8 @@ class Notebook:
         self.page.keyboard.press("Control+Enter")
         self.page.wait_for_function(  # the cell was taken: its prompt shows [*] or a number
             "([sel, n]) => { const p = document.querySelectorAll(sel)[n]"
-            "?.querySelector('.jp-InputPrompt'); return p && /\\[(\\*|\\d+)\\]/.test(p.innerText) }",
+            "?.querySelector('.jp-InputPrompt');"
+            " return p && /\\[(\\*|\\d+)\\]/.test(p.innerText) }",
             arg=[".jp-Notebook .jp-Cell", n])
 
     def wait_done(self, n, timeout=60_000):

@@ -92,7 +92,8 @@ class Grid:
         return self.executor.submit(func, *args, **kwargs).result(120)
 
     def jobs(self) -> dict:
-        """Job name -> SGE state letters ("r", "qw", "hqw", "hs", ...) of every job in the engine."""
+        """Job name -> SGE state letters ("r", "qw", "hqw", "hs", ...) of every job in the
+        engine."""
         out = subprocess.run(["qstat", "-xml"], env=self.env, capture_output=True, text=True,
                              timeout=20, check=True).stdout
         return {job.findtext("JB_name"): job.findtext("state")

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from dask_cluster import WorkerProcesses, local_cluster  # noqa: E402
+from dask_cluster import WorkerProcesses, local_cluster
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ its environment, argv, working directory and sys.path, and its authkey (so proxi
 multiprocessing manager travel as task arguments)."""
 
 import multiprocessing
-import os
 import sys
 
 import pytest

@@ -159,6 +159,6 @@ def test_a_boss_used_as_a_context_manager_stops_on_error():
             boss.set_instructions({}, dict(sleep_for=[30]))
             boss.make_them_work()
             wait_for(lambda: boss.get_report().workers[0].state == "busy")
-            1 / 0
+            1 / 0  # noqa: B018 - raises
     report = boss.get_report()
     assert report.status == "stopped" and len(report.pending) == 1

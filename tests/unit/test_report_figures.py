@@ -61,7 +61,7 @@ def test_workers_that_retire_are_retired_not_dead():
         wait_for(lambda: all(w.state == "retired" for w in pool.report().workers))
 
 
-def gated(x, gate=threading.Event()):
+def gated(x, gate=threading.Event()):  # noqa: B008 - one gate shared by every call
     """Waits for the test to open its gate (a thread pool's task)."""
     if x == "open":
         gate.set()

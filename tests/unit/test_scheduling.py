@@ -201,7 +201,7 @@ def test_max_threads_repr_and_value():
     assert isinstance(sched, Scheduler)
 
 
-# ----------------------------------------------------------------------------- memory, order, limits
+# ------------------------------------------------------------------------ memory, order, limits
 
 class _Job:
     """What a scheduler sees of a map: declared memory of its next item, durations."""

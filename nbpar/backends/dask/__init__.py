@@ -35,6 +35,7 @@ import uuid
 import weakref
 from collections import OrderedDict
 from dataclasses import replace
+from typing import Any
 
 import distributed
 
@@ -78,7 +79,7 @@ class DaskBackend:
 
     can_kill = True  # a task that will not stop: its Dask worker is killed (nanny restarts it)
 
-    def __init__(self, n_workers, shared_objects, client=None):
+    def __init__(self, n_workers: int | None, shared_objects: Any, client: Any = None) -> None:
         self.client, self._owned = connect(client)
         try:
             _ignore_sigint(self.client)

@@ -9,8 +9,9 @@ each map is one, and worker_init runs again for the next.
 A batch runs through the very loop a local worker uses (worker._run_batch), so results,
 errors and values that do not pickle are handled alike; the message it would send to the
 Boss is returned as the task's result instead, with the Dask worker's address, what the
-batch printed and the records it logged with nbpar.get_logger. Between items it looks at an abort flag (STOP_RIGHTNOW, a task timeout), so
-a killed slot's batch ends at the next item rather than running to its end.
+batch printed and the records it logged with nbpar.get_logger. Between items it looks at an
+abort flag (STOP_RIGHTNOW, a task timeout), so a killed slot's batch ends at the next item
+rather than running to its end.
 
 Only the dask backend imports this module (and so distributed).
 """
