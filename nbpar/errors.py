@@ -129,8 +129,9 @@ def interrupted(message: str, report=None) -> KeyboardInterrupt:
     130 in a shell). It carries `message` (`ended_early`) and the map's `.report`, and IPython
     shows its one line instead of the frames it was waiting in."""
     error = KeyboardInterrupt(message)
-    error.report = report
-    error._render_traceback_ = _Lines([f"KeyboardInterrupt: {message}"])
+    error.report = report  # type: ignore[attr-defined]
+    error._render_traceback_ = _Lines(  # type: ignore[attr-defined]
+        [f"KeyboardInterrupt: {message}"])
     return error
 
 

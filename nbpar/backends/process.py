@@ -19,7 +19,6 @@ import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from multiprocessing.connection import Connection, Pipe
-from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
 from .. import worker
@@ -213,7 +212,7 @@ class ProcessBackend:
 
     def exitcode(self, handle: WorkerHandle, timeout: float = 2.0) -> int | None:
         if self.method == "forkserver":
-            assert self.link is not None  # made in __init__ for this method
+            assert self.link is not None and handle.pid is not None  # made with them
             code: int | None = self.link.exitcode(handle.pid, timeout)
             if code is None and self.link.dead:
                 handle.lost = self.link.death()
@@ -234,6 +233,7 @@ class ProcessBackend:
                            exc_info=True)
         if self.method == "forkserver":
             assert self.link is not None  # made in __init__ for this method
+            assert handle.pid is not None and handle.sentinel is not None  # a server's worker
             self.link.forget(handle.pid, handle.sentinel)
         else:
             process = handle.mp_process

@@ -116,7 +116,8 @@ class ThreadBackend:
 
     def kill(self, handle: WorkerHandle) -> bool:
         """Abandon the thread: it ends after its current task. True: count it gone now."""
-        channel: BossEnd = handle.channel
+        channel = handle.channel
+        assert isinstance(channel, BossEnd)
         channel.ends.end()
         channel.ends.to_worker.put(None)
         return True
@@ -125,7 +126,8 @@ class ThreadBackend:
         return 0
 
     def release(self, handle: WorkerHandle) -> None:
-        channel: BossEnd = handle.channel
+        channel = handle.channel
+        assert isinstance(channel, BossEnd)
         try:
             os.close(channel.ends.r)
         except OSError:

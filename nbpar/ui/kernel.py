@@ -12,8 +12,9 @@ of nbpar and of IPython's magic machinery between the two, once; `%tb` shows the
 
 The toolbar's interrupt (SIGINT) reaches a blocking map as KeyboardInterrupt in the main
 thread: the pool stops it at once (STOP_RIGHTNOW) and raises a KeyboardInterrupt whose one
-line says how to continue (the magic's is `MapInterrupted`, naming `--continue`). It does not reach an awaiting cell in time on ipykernel 7.4 (only once
-the awaited thing ends by itself), so while `await pool.map_async(...)` runs in the kernel's
+line says how to continue (the magic's is `MapInterrupted`, naming `--continue`). It does
+not reach an awaiting cell in time on ipykernel 7.4 (only once the awaited thing ends by
+itself), so while `await pool.map_async(...)` runs in the kernel's
 main thread, `interrupt_stops` holds SIGINT and turns it into STOP_RIGHTNOW itself.
 
 Nothing here imports ipywidgets; IPython only when asked about a running shell.
@@ -59,7 +60,7 @@ def show_user_frames(exc: BaseException) -> BaseException:
     itself already is left alone; outside IPython nothing changes. Returns `exc`."""
     if not hasattr(exc, "_render_traceback_"):
         try:
-            exc._render_traceback_ = _UserFrames(exc)
+            exc._render_traceback_ = _UserFrames(exc)  # type: ignore[attr-defined]
         except (AttributeError, TypeError):  # an exception that takes no attributes
             pass
     return exc
@@ -83,7 +84,8 @@ class _UserFrames:
 def _internal(filename: str) -> bool:
     """A frame of nbpar, of IPython, or of a magic's decorator."""
     ipython = sys.modules.get("IPython")
-    ipython_dir = os.path.dirname(os.path.abspath(ipython.__file__)) + os.sep if ipython else None
+    where = getattr(ipython, "__file__", None)
+    ipython_dir = os.path.dirname(os.path.abspath(where)) + os.sep if where else None
     return (filename.startswith(_NBPAR_DIR) or filename.startswith("<decorator-gen-")
             or (ipython_dir is not None and filename.startswith(ipython_dir)))
 

@@ -1,9 +1,9 @@
 """JupyterLab on 127.0.0.1 and Debian's chromium driven by Playwright, for the browser tests.
 
 The server gets a token and its own config, runtime, settings and workspace directories (no
-news pop-up, every cell kept in the page, widget state saved with the notebook). The server lives for the module; each test gets a
-browser of its own, closed after it, and the kernels it started are shut down by its `lab`
-fixture, so no test leaves a process behind.
+news pop-up, every cell kept in the page, widget state saved with the notebook). The server
+lives for the module; each test gets a browser of its own, closed after it, and the kernels
+it started are shut down by its `lab` fixture, so no test leaves a process behind.
 """
 
 from __future__ import annotations
