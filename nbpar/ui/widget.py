@@ -6,9 +6,9 @@ only what changed, so an unchanged view costs no message). Nothing here runs in 
 loop: the Boss only answers the report requests and appends worker output lines to a deque.
 
 The buttons send signals on the Boss's control pipe (`pool.send`). They act while the map's
-cell runs only when that cell leaves the kernel's event loop free -- an awaited map, see
-kernel.py -- or when the map runs in the background; a failing button shows its error in the
-widget instead of raising into the kernel.
+cell runs, even a cell blocked in `pool.map`: on ipykernel >= 7.4 their messages are handled
+in a kernel subshell (live.py); elsewhere, while an awaited or background map runs. A failing
+button shows its error in the widget instead of raising into the kernel.
 
 Worker output is routed here while a map runs (`pool.on_output`): one pane of lines tagged
 with the worker id, redrawn with the rest at the refresh rate, holding the last `max_lines`.
