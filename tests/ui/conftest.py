@@ -133,3 +133,17 @@ def live_kernel(tmp_path_factory):
         yield kernel
     finally:
         kernel.close()
+
+
+
+@pytest.fixture
+def record_starts(live_kernel, tmp_path):
+    """Runs a module's set-up cell in the kernel, its `{record}` naming an empty file where
+    the tasks note when they start; returns that file's path."""
+    def run(setup):
+        path = tmp_path / "starts.txt"
+        path.touch()
+        cell = live_kernel.run(setup.format(record=str(path)))
+        assert cell.error is None, cell.error
+        return path
+    return run

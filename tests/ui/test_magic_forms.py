@@ -35,12 +35,8 @@ def nap(x):
 
 
 @pytest.fixture
-def record(live_kernel, tmp_path):
-    path = tmp_path / "starts.txt"
-    path.touch()
-    cell = live_kernel.run(SETUP.format(record=str(path)))
-    assert cell.error is None, cell.error
-    return path
+def record(record_starts):
+    return record_starts(SETUP)
 
 
 def starts(path):
