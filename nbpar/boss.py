@@ -566,7 +566,7 @@ class BossThread:
         self.state.held.clear()
 
     def _cleanup(self) -> None:
-        for wid, handle in list(self.handles.items()):
+        for handle in list(self.handles.values()):
             self.backend.kill(handle)
             if handle.sentinel is not None:
                 wait([handle.sentinel], 5)

@@ -18,14 +18,14 @@ import heapq
 import itertools
 import signal as _signal
 from collections import OrderedDict, deque
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
-from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,  # noqa: F401
+from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,
                      CancelJob, DeadlinePassed, Deliver, Dispatch, DispatchFailed, Event,
                      FinishJob, ForgetFunc, Instruction, JobSubmitted, KillWorker, Reply,
                      ReportRequested, Reshare, ResultsConsumed, RetireWorker, Shutdown,
@@ -971,9 +971,9 @@ class BossState:
         if error is None and job.status == "stopped":
             how = ("" if job.ledger.rest is not None else  # its results went to its caller
                    "; continue it with pool.map(func, report=err.report)")
+            total = report.total if report.total is not None else "?"
             error = StoppedError(
-                f"the map was stopped: {report.done} of {report.total if report.total is not None else '?'} "
-                f"items done{how}", report)
+                f"the map was stopped: {report.done} of {total} items done{how}", report)
         return FinishJob(job, error, report)
 
     def _settled(self) -> bool:
