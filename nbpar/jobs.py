@@ -396,3 +396,25 @@ class Release:
             ready.append(self.waiting.pop(self.next))
             self.next += 1
         return ready
+
+
+class HandOver:
+    """An iterator map's side of the hand-over, for its blocking and its awaited face alike:
+    each chunk of results released in the order asked, the Boss told how many the consumer
+    took (so a bounded read-ahead moves on), and the map cancelled if the consumer leaves it
+    before its end (a `break`, a dropped iterator, an error)."""
+
+    def __init__(self, boss, job, ordered: bool):
+        self._boss, self._job = boss, job
+        self._release = Release(ordered)
+
+    def __call__(self, indices, results) -> list:
+        ready = self._release.add(indices, results)
+        if ready:
+            self._boss.consumed(self._job.id, len(ready))
+        return ready
+
+    def abandon(self) -> None:
+        """The consumer is gone: a map still running is cancelled."""
+        if not self._job.handle.done:
+            self._boss.cancel(self._job.id)

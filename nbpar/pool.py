@@ -23,7 +23,8 @@ from .boss import BossThread
 from .call_options import NONE, CallOptions, check_callbacks, on_done
 from .errors import describe, ended_early, interrupted
 from .jobs import (STOP_WAIT, AsyncResult, CollectHandle, FunctionKeys, FutureHandle,
-                   JobHandle, Release)
+                   HandOver, JobHandle)
+from .map_spec import MapSpec
 from .messages import WorkerSetup
 from .pool_async import AsyncMaps
 from .reports import Ledger, Report
@@ -513,13 +514,10 @@ class WorkerPool(AsyncMaps):
             finished is kept in `report()` (and the error's `.report`); its message says,
             in one line, how to continue.
         """
-        opts = CallOptions.parse(options, "map")
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False, checkpoint=checkpoint)
-        _declare(job, memory, duration)
-        self._configure(job, opts)
-        self._run(job, progress_bar)
-        return job.ledger.ordered_results()
+        return self._run_list(MapSpec(
+            "map", func, iterable, chunk_size=chunk_size, progress_bar=progress_bar,
+            iterable_len=iterable_len, limit=limit, report=report, checkpoint=checkpoint,
+            memory=memory, duration=duration, options=options))
 
     def starmap(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                 iterable_len=None, limit=None, report=None, checkpoint=None,
@@ -539,13 +537,10 @@ class WorkerPool(AsyncMaps):
         list
             One result per item, in input order. Raises as `map`.
         """  # noqa: E501 - numpydoc names shared parameters on one line
-        opts = CallOptions.parse(options, "starmap")
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=True, checkpoint=checkpoint)
-        _declare(job, memory, duration)
-        self._configure(job, opts)
-        self._run(job, progress_bar)
-        return job.ledger.ordered_results()
+        return self._run_list(MapSpec(
+            "starmap", func, iterable, star=True, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, report=report,
+            checkpoint=checkpoint, memory=memory, duration=duration, options=options))
 
     def map_unordered(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                       iterable_len=None, limit=None, report=None, checkpoint=None,
@@ -562,16 +557,13 @@ class WorkerPool(AsyncMaps):
         list
             One result per item, in completion order. Raises as `map`.
         """  # noqa: E501 - numpydoc names shared parameters on one line
-        opts = CallOptions.parse(options, "map_unordered")
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False, checkpoint=checkpoint)
-        _declare(job, memory, duration)
-        self._configure(job, opts)
-        self._run(job, progress_bar)
-        return job.ledger.completion_order()
+        return self._run_list(MapSpec(
+            "map_unordered", func, iterable, ordered=False, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, report=report,
+            checkpoint=checkpoint, memory=memory, duration=duration, options=options))
 
     def imap(self, func, iterable, *, chunk_size=None, progress_bar=False,
-             iterable_len=None, limit=None, **options):
+             iterable_len=None, limit=None, memory=None, duration=None, **options):
         """`map` as an iterator: each result in input order, as soon as it and those
         before it are there.
 
@@ -581,7 +573,7 @@ class WorkerPool(AsyncMaps):
 
         Parameters
         ----------
-        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, memory, duration, **options
             As for `map`. The iterable is read lazily, a bounded way ahead of the
             consumer, so it may be endless or larger than memory; `iterable_len` gives
             the progress bar its total when the iterable has no len().
@@ -593,17 +585,18 @@ class WorkerPool(AsyncMaps):
             of what was read before it, then raises the input's own error; otherwise
             raises as `map`.
         """
-        return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=True,
-                            progress_bar=progress_bar,
-                            opts=CallOptions.parse(options, "imap"))
+        return self._run_lazy(MapSpec(
+            "imap", func, iterable, lazy=True, chunk_size=chunk_size, progress_bar=progress_bar,
+            iterable_len=iterable_len, limit=limit, memory=memory, duration=duration,
+            options=options))
 
     def imap_unordered(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                       iterable_len=None, limit=None, **options):
+                       iterable_len=None, limit=None, memory=None, duration=None, **options):
         """`imap`, with each result as soon as it finishes, in any order.
 
         Parameters
         ----------
-        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, memory, duration, **options
             As for `imap` (the iterable is read lazily there too).
 
         Yields
@@ -611,9 +604,10 @@ class WorkerPool(AsyncMaps):
         object
             The results, in completion order. Raises as `imap`.
         """
-        return self._stream(func, iterable, chunk_size, iterable_len, limit, ordered=False,
-                            progress_bar=progress_bar,
-                            opts=CallOptions.parse(options, "imap_unordered"))
+        return self._run_lazy(MapSpec(
+            "imap_unordered", func, iterable, ordered=False, lazy=True, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, memory=memory,
+            duration=duration, options=options))
 
     def apply_async(self, func, args=(), kwargs=None, *, callback=None, error_callback=None,
                     **options) -> AsyncResult:
@@ -715,6 +709,20 @@ class WorkerPool(AsyncMaps):
             self._boss.reshare(self._backend.prepare(self.shared_objects))
 
     # -- building jobs
+    def _job(self, spec: MapSpec) -> st.Job:
+        """The one way a map call becomes a job, whichever face made it (see map_spec.py)."""
+        opts = CallOptions.parse(spec.options, spec.name)
+        if spec.lazy:
+            job = self._stream_job(spec.func, spec.iterable, spec.chunk_size,
+                                   spec.iterable_len, spec.limit, spec.star)
+        else:
+            job = self._map_job(spec.func, spec.iterable, spec.chunk_size, spec.iterable_len,
+                                spec.limit, spec.report, star=spec.star,
+                                checkpoint=spec.checkpoint)
+        _declare(job, spec.memory, spec.duration)
+        self._configure(job, opts)
+        return job
+
     def _map_job(self, func, iterable, chunk_size, iterable_len, limit, report, star,
                  checkpoint=None):
         _check_func(func)
@@ -779,7 +787,7 @@ class WorkerPool(AsyncMaps):
         job.handle = handle or JobHandle(func, streaming, self._functions)
         return job
 
-    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit):
+    def _stream_job(self, func, iterable, chunk_size, iterable_len, limit, star=False):
         """An iterator map's job (imap, and its async form): a lazy input read a bounded way
         ahead of the consumer; submitted when iterated."""
         _check_func(func)
@@ -789,8 +797,8 @@ class WorkerPool(AsyncMaps):
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)
         source = IterSource(iterable)
-        job = self._new_job(func, source, total=total, streaming=True, chunk_size=chunk_size,
-                            limit=limit, keep_results=False)
+        job = self._new_job(func, source, total=total, streaming=True, star=star,
+                            chunk_size=chunk_size, limit=limit, keep_results=False)
         job.ledger.rest = source.iterator
         job.max_ahead = max(_READ_AHEAD, 8 * self.n_jobs * (chunk_size or 1))
         return job
@@ -830,31 +838,34 @@ class WorkerPool(AsyncMaps):
         self._submit(job)
         return job, future
 
-    def _stream(self, func, iterable, chunk_size, iterable_len, limit, ordered, progress_bar,
-                opts=None):
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
-        self._configure(job, opts or NONE)
+    # -- the blocking faces' runners (the awaited ones are in pool_async.py)
+    def _run_list(self, spec: MapSpec) -> list:
+        """Run a list map to its end in the caller's thread; its results, as `spec` orders."""
+        job = self._job(spec)
+        self._run(job, spec.progress_bar)
+        return spec.results(job.ledger)
+
+    def _run_lazy(self, spec: MapSpec):
+        """Hand a lazy map to the Boss now; an iterator over its results, as they come."""
+        job = self._job(spec)
         self._submit(job)
-        return self._iterate(job, ordered, progress_bar)
+        return self._iterate(job, spec.ordered, spec.progress_bar)
 
     def _iterate(self, job, ordered, progress_bar, deadline=None):
         handle = job.handle
         bar = self._progress(job, progress_bar)
         finished = False
+        hand_over = HandOver(self._boss, job, ordered)
         try:
-            release = Release(ordered)
             for indices, results in handle.chunks(deadline):
-                ready = release.add(indices, results)
-                yield from ready
-                if ready:
-                    self._boss.consumed(job.id, len(ready))
+                yield from hand_over(indices, results)
             finished = True
         except KeyboardInterrupt:
             self._interrupt(handle)
             raise
         finally:
-            if not finished and not handle.done:
-                self._boss.cancel(job.id)
+            if not finished:
+                hand_over.abandon()
             if bar is not None:
                 bar.close(handle.report if handle.done else None)
 

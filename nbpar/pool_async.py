@@ -13,18 +13,19 @@ pool imports nothing of the notebook.
 
 from __future__ import annotations
 
-from .call_options import CallOptions
-from .jobs import STOP_WAIT, Release
+from .jobs import STOP_WAIT, HandOver
+from .map_spec import MapSpec
 from .signals import Signal
 
 
 class AsyncMaps:
-    """`map_async`, `starmap_async`, `imap_async`, `imap_unordered_async`, and the pool's
-    notebook display; the map machinery itself (`_map_job`, `_submit`, ...) is WorkerPool's."""
+    """`map_async`, `starmap_async`, `map_unordered_async`, `imap_async`,
+    `imap_unordered_async`, and the pool's notebook display: the awaited faces of the maps,
+    built from the same `MapSpec` as the blocking ones (`WorkerPool._job`)."""
 
     async def map_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                         iterable_len=None, limit=None, report=None, checkpoint=None,
-                        **options):
+                        memory=None, duration=None, **options):
         """`map`, awaited: ``results = await pool.map_async(func, items)``.
 
         The event loop stays free while the map runs, so in a notebook the widget's HALT,
@@ -33,7 +34,7 @@ class AsyncMaps:
 
         Parameters
         ----------
-        func, iterable, chunk_size, iterable_len, limit, report, checkpoint, **options
+        func, iterable, chunk_size, iterable_len, limit, report, checkpoint, memory, duration, **options
             As for `map`.
         progress_bar : bool, default False
             In a notebook, show the pool's widget with its buttons; elsewhere tqdm's bar.
@@ -42,43 +43,62 @@ class AsyncMaps:
         -------
         list
             One result per item, in input order. Raises as `map`.
-        """
-        opts = CallOptions.parse(options, "map_async")
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=False, checkpoint=checkpoint)
-        self._configure(job, opts)
-        await self._run_async(job, progress_bar)
-        return job.ledger.ordered_results()
+        """  # noqa: E501 - numpydoc names shared parameters on one line
+        return await self._run_list_async(MapSpec(
+            "map_async", func, iterable, chunk_size=chunk_size, progress_bar=progress_bar,
+            iterable_len=iterable_len, limit=limit, report=report, checkpoint=checkpoint,
+            memory=memory, duration=duration, options=options))
 
     async def starmap_async(self, func, iterable=None, *, chunk_size=None, progress_bar=False,
                             iterable_len=None, limit=None, report=None, checkpoint=None,
-                            **options):
+                            memory=None, duration=None, **options):
         """`starmap`, awaited: each item a tuple of arguments, unpacked.
 
         Parameters
         ----------
-        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, **options
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, memory, duration, **options
             As for `map_async`.
 
         Returns
         -------
         list
             One result per item, in input order. Raises as `map`.
-        """
-        opts = CallOptions.parse(options, "starmap_async")
-        job = self._map_job(func, iterable, chunk_size, iterable_len, limit, report,
-                            star=True, checkpoint=checkpoint)
-        self._configure(job, opts)
-        await self._run_async(job, progress_bar)
-        return job.ledger.ordered_results()
+        """  # noqa: E501 - numpydoc names shared parameters on one line
+        return await self._run_list_async(MapSpec(
+            "starmap_async", func, iterable, star=True, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, report=report,
+            checkpoint=checkpoint, memory=memory, duration=duration, options=options))
 
-    def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                   iterable_len=None, limit=None, **options):
-        """`imap` as an async iterator: ``async for result in pool.imap_async(f, items)``.
+    async def map_unordered_async(self, func, iterable=None, *, chunk_size=None,
+                                  progress_bar=False, iterable_len=None, limit=None,
+                                  report=None, checkpoint=None, memory=None, duration=None,
+                                  **options):
+        """`map_unordered`, awaited: the results in the order they finished.
 
         Parameters
         ----------
-        func, iterable, chunk_size, iterable_len, limit, **options
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, report, checkpoint, memory, duration, **options
+            As for `map_async`.
+
+        Returns
+        -------
+        list
+            One result per item, in completion order. Raises as `map`.
+        """  # noqa: E501 - numpydoc names shared parameters on one line
+        return await self._run_list_async(MapSpec(
+            "map_unordered_async", func, iterable, ordered=False, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, report=report,
+            checkpoint=checkpoint, memory=memory, duration=duration, options=options))
+
+    def imap_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
+                   iterable_len=None, limit=None, memory=None, duration=None, **options):
+        """`imap` as an async iterator: ``async for result in pool.imap_async(f, items)``.
+
+        The map starts when the iterator is first read.
+
+        Parameters
+        ----------
+        func, iterable, chunk_size, iterable_len, limit, memory, duration, **options
             As for `imap`.
         progress_bar : bool, default False
             As for `map_async`.
@@ -88,18 +108,19 @@ class AsyncMaps:
         async iterator
             The results in input order. Raises as `imap`.
         """
-        opts = CallOptions.parse(options, "imap_async")
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
-        self._configure(job, opts)
-        return self._iterate_async(job, True, progress_bar)
+        return self._run_lazy_async(MapSpec(
+            "imap_async", func, iterable, lazy=True, chunk_size=chunk_size,
+            progress_bar=progress_bar, iterable_len=iterable_len, limit=limit, memory=memory,
+            duration=duration, options=options))
 
     def imap_unordered_async(self, func, iterable, *, chunk_size=None, progress_bar=False,
-                             iterable_len=None, limit=None, **options):
+                             iterable_len=None, limit=None, memory=None, duration=None,
+                             **options):
         """`imap_unordered` as an async iterator: the results as they finish.
 
         Parameters
         ----------
-        func, iterable, chunk_size, progress_bar, iterable_len, limit, **options
+        func, iterable, chunk_size, progress_bar, iterable_len, limit, memory, duration, **options
             As for `imap_async`.
 
         Returns
@@ -107,10 +128,20 @@ class AsyncMaps:
         async iterator
             The results in completion order. Raises as `imap`.
         """
-        opts = CallOptions.parse(options, "imap_unordered_async")
-        job = self._stream_job(func, iterable, chunk_size, iterable_len, limit)
-        self._configure(job, opts)
-        return self._iterate_async(job, False, progress_bar)
+        return self._run_lazy_async(MapSpec(
+            "imap_unordered_async", func, iterable, ordered=False, lazy=True,
+            chunk_size=chunk_size, progress_bar=progress_bar, iterable_len=iterable_len,
+            limit=limit, memory=memory, duration=duration, options=options))
+
+    # -- the awaited faces' runners (the job is built as for the blocking ones: pool._job)
+    async def _run_list_async(self, spec):
+        job = self._job(spec)
+        await self._run_async(job, spec.progress_bar)
+        return spec.results(job.ledger)
+
+    def _run_lazy_async(self, spec):
+        job = self._job(spec)
+        return self._iterate_async(job, spec.ordered, spec.progress_bar)
 
     async def _run_async(self, job, progress_bar):
         import asyncio
@@ -163,11 +194,11 @@ class AsyncMaps:
         handle = job.handle
         view = self._widget_view(progress_bar)
         finished = False
+        hand_over = HandOver(self._boss, job, ordered)
         try:
             self._submit(job)
             view = view or self._progress(job, progress_bar)
             with interrupt_stops(self) as guard:
-                release = Release(ordered)
                 chunks = handle.achunks()
                 while True:
                     try:
@@ -179,11 +210,8 @@ class AsyncMaps:
                         if translated is error:
                             raise
                         raise translated from None
-                    ready = release.add(*chunk)
-                    for value in ready:
+                    for value in hand_over(*chunk):
                         yield value
-                    if ready:
-                        self._boss.consumed(job.id, len(ready))
             finished = True
         except (KeyboardInterrupt, asyncio.CancelledError):
             if not handle.done:
@@ -191,8 +219,8 @@ class AsyncMaps:
                 await self._until_done(handle, STOP_WAIT)
             raise
         finally:
-            if not finished and not handle.done:
-                self._boss.cancel(job.id)
+            if not finished:
+                hand_over.abandon()
             if view is not None:
                 view.close()
 

@@ -1,11 +1,15 @@
 """The map family, under every start method, against the serial answer."""
 
+import asyncio
 import concurrent.futures
+import functools
+import inspect
 import itertools
 
 import pytest
 
 import nbpar
+import sched_tasks
 import tasks
 
 METHODS = ["fork", "forkserver", "spawn", "threading"]
@@ -208,3 +212,58 @@ def test_imap_over_a_failing_input_as_multiprocessing_does(peer):
             for value in pool.imap(tasks.square, _breaks_after(30)):
                 got.append(value)
     assert got == [x * x for x in range(30)]
+
+
+# -- one spec behind every face: the same keywords, the same checks, sync or awaited
+LIST_FACES = ["map", "starmap", "map_unordered", "map_async", "starmap_async",
+              "map_unordered_async"]
+LAZY_FACES = ["imap", "imap_unordered", "imap_async", "imap_unordered_async"]
+
+
+@pytest.mark.parametrize("faces", [LIST_FACES, LAZY_FACES], ids=["list", "lazy"])
+def test_every_face_of_a_kind_takes_the_same_keywords(faces):
+    def keywords(name):
+        return [(p.name, p.kind, p.default) for p in
+                inspect.signature(getattr(nbpar.WorkerPool, name)).parameters.values()]
+
+    first = keywords(faces[0])
+    assert "memory" in [k[0] for k in first] and "duration" in [k[0] for k in first]
+    for name in faces[1:]:
+        assert keywords(name) == first, name
+
+
+def test_map_unordered_async_gives_every_result():
+    with nbpar.WorkerPool(2, start_method="threading") as pool:
+        got = asyncio.run(pool.map_unordered_async(tasks.square, range(50)))
+    assert sorted(got) == [x * x for x in range(50)]
+
+
+@pytest.mark.parametrize("face", LIST_FACES + LAZY_FACES)
+def test_a_wrong_keyword_names_the_face_called(face):
+    with nbpar.WorkerPool(1, start_method="threading") as pool:
+        with pytest.raises(TypeError, match=rf"^{face}\(\) got an unexpected keyword "
+                                            r"argument 'chunksize'"):
+            made = getattr(pool, face)(tasks.square, [1, 2], chunksize=1)
+            if inspect.iscoroutine(made):
+                asyncio.run(made)
+
+
+@pytest.mark.parametrize("face", ["imap", "imap_async"])
+def test_a_lazy_map_declares_memory_to_the_scheduler(face, tmp_path):
+    """A declared size beyond the budget lets one task run at a time: the declaration
+    reached the scheduler (three would overlap otherwise)."""
+    path = str(tmp_path / "stamps")
+    budget = 10**12
+    with nbpar.WorkerPool(3, start_method="threading",
+                          scheduler=nbpar.MaxMemoryScheduler(budget)) as pool:
+        made = getattr(pool, face)(functools.partial(sched_tasks.stamped, path), range(6),
+                                   chunk_size=1, memory=lambda x: 2 * budget)
+        if face == "imap":
+            list(made)
+        else:
+            async def drain():
+                return [x async for x in made]
+            asyncio.run(drain())
+    rows = tasks.read_stamps(path)
+    assert len(rows) == 6
+    assert sched_tasks.max_overlap(rows) == 1
