@@ -450,10 +450,10 @@ class BossThread:
                 wake()
 
     def _deliver(self, instr: ev.Deliver) -> None:
-        self._wakes.append(partial(instr.job.handle.deliver, instr.indices, instr.results))
+        self._wakes.append(partial(instr.job.caller.deliver, instr.indices, instr.results))
 
     def _finish_job(self, instr: ev.FinishJob) -> None:
-        self._wakes.append(partial(instr.job.handle.finish, instr.error, instr.report))
+        self._wakes.append(partial(instr.job.caller.finish, instr.error, instr.report))
 
     def _kill(self, instr: ev.KillWorker) -> None:
         handle = self.handles.get(instr.worker_id)
@@ -511,13 +511,13 @@ class BossThread:
         try:
             if instr.send_func and job.func_key not in handle.inherited:
                 self._send(wid, m.Func(job.func_key,
-                                       job.handle.func_body(handle.encode_func or ch.encode)))
+                                       job.caller.func_body(handle.encode_func or ch.encode)))
             body = ch.encode(batch.items)
         except Exception as exc:  # noqa: BLE001
             self._events.append(ev.DispatchFailed(wid, batch.batch_id,
                                                   _unpicklable(exc, batch, ch.encode)))
             return
-        job.handle.started()
+        job.caller.started()
         msg = m.Batch(batch.batch_id, job.func_key, job.star, body)
         if instr.queued and isinstance(body, bytes) and len(body) > _PREFETCH_MAX_BYTES:
             self._deferred.setdefault(wid, []).append(msg)
@@ -561,7 +561,7 @@ class BossThread:
     def _abort(self, exc: BaseException) -> None:
         for job in list(self.state.jobs) + list(self.state.held):
             if job.handle is not None:
-                job.handle.finish(RuntimeError(f"nbpar's Boss failed: {exc!r}"), None)
+                job.caller.finish(RuntimeError(f"nbpar's Boss failed: {exc!r}"), None)
         self.state.jobs.clear()
         self.state.held.clear()
 
@@ -578,7 +578,7 @@ class BossThread:
             if type(event) is ev.ReportRequested and not event.reply.done():
                 event.reply.set_result(self.state.report(None, time.monotonic()))
             elif type(event) is ev.JobSubmitted:
-                event.job.handle.finish(
+                event.job.caller.finish(
                     RuntimeError("the pool is closed: it takes no new work"), None)
         self.backend.close()
         self._selector.close()

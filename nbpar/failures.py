@@ -43,7 +43,7 @@ class FailurePolicy:
     def collects(self) -> bool:
         return self.on_error == "collect"
 
-    def placeholder(self, error):
+    def placeholder(self, error: Any) -> Any:
         """What stands in a collected item's result: its TaskError, or `default`."""
         return error if self.default is NO_DEFAULT else self.default
 

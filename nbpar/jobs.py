@@ -14,10 +14,15 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future
 from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from .errors import SerializationError, describe
+
+if TYPE_CHECKING:
+    from .reports import Report
 
 _log = logging.getLogger(__name__)
 
@@ -134,7 +139,7 @@ class JobHandle:
         self.func = func
         self.streaming = streaming
         self.error: BaseException | None = None
-        self.report = None
+        self.report: Report | None = None
         self._done = _Latch()
         self._stream: queue.SimpleQueue | None = queue.SimpleQueue() if streaming else None
         self._functions = functions or FunctionKeys(1)
@@ -142,17 +147,18 @@ class JobHandle:
         self._async_lock = threading.Lock()
 
     # -- called by the Boss thread
-    def func_body(self, encode):
+    def func_body(self, encode: Callable[[Any], bytes]) -> bytes:
         return self._functions.body(self.func, encode)
 
-    def started(self):
+    def started(self) -> None:
         pass
 
-    def deliver(self, indices, results):
+    def deliver(self, indices: Sequence[int], results: list[Any]) -> None:
+        assert self._stream is not None, "only a streaming map's results are delivered"
         self._stream.put((indices, results))
         self._wake_async()
 
-    def finish(self, error, report):
+    def finish(self, error: BaseException | None, report: Report | None) -> None:
         self.error = error
         self.report = report
         self.func = None  # a finished call holds nothing of the caller's (no stale reference)
@@ -274,16 +280,16 @@ class FutureHandle(JobHandle):
         self.future = future
         self._running = False
 
-    def started(self):
+    def started(self) -> None:
         if not self._running:
             self._running = True
             self.future.set_running_or_notify_cancel()
 
-    def deliver(self, indices, results):
+    def deliver(self, indices: Sequence[int], results: list[Any]) -> None:
         if not self.future.done():
             self.future.set_result(results[0])
 
-    def finish(self, error, report):
+    def finish(self, error: BaseException | None, report: Report | None) -> None:
         super().finish(error, report)
         if self.future.done():
             return
@@ -301,21 +307,23 @@ class CollectHandle(JobHandle):
 
     def __init__(self, func, future: Future, total: int, functions=None):
         super().__init__(func, streaming=False, functions=functions)
-        self.future = future
+        self.future: Future | None = future
         self._slots: list | None = [None] * total
 
-    def deliver(self, indices, results):
+    def deliver(self, indices: Sequence[int], results: list[Any]) -> None:
         slots = self._slots
+        assert slots is not None, "a delivery after the map's end"
         if isinstance(indices, range) and indices.step == 1:
             slots[indices.start:indices.stop] = results
         else:
             for index, value in zip(indices, results):
                 slots[index] = value
 
-    def finish(self, error, report):
+    def finish(self, error: BaseException | None, report: Report | None) -> None:
         slots, self._slots = self._slots, None
         future, self.future = self.future, None  # the caller's to hold, not the pool's
         super().finish(error, report)
+        assert future is not None, "a map finished twice"
         if error is not None:
             future.set_exception(error)
         else:
@@ -401,18 +409,22 @@ class Release:
 class HandOver:
     """An iterator map's side of the hand-over, for its blocking and its awaited face alike:
     each chunk of results released in the order asked, the Boss told how many the consumer
-    took (so a bounded read-ahead moves on), and the map cancelled if the consumer leaves it
-    before its end (a `break`, a dropped iterator, an error)."""
+    took once it took them (so a bounded read-ahead moves on, and no further), and the map
+    cancelled if the consumer leaves it before its end (a `break`, a dropped iterator, an
+    error)."""
 
     def __init__(self, boss, job, ordered: bool):
         self._boss, self._job = boss, job
         self._release = Release(ordered)
 
-    def __call__(self, indices, results) -> list:
-        ready = self._release.add(indices, results)
-        if ready:
-            self._boss.consumed(self._job.id, len(ready))
-        return ready
+    def ready(self, indices, results) -> list:
+        """What of this chunk (and of those held back) may go to the consumer now."""
+        return self._release.add(indices, results)
+
+    def taken(self, count: int) -> None:
+        """The consumer took `count` results."""
+        if count:
+            self._boss.consumed(self._job.id, count)
 
     def abandon(self) -> None:
         """The consumer is gone: a map still running is cancelled."""

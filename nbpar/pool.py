@@ -858,7 +858,9 @@ class WorkerPool(AsyncMaps):
         hand_over = HandOver(self._boss, job, ordered)
         try:
             for indices, results in handle.chunks(deadline):
-                yield from hand_over(indices, results)
+                ready = hand_over.ready(indices, results)
+                yield from ready
+                hand_over.taken(len(ready))
             finished = True
         except KeyboardInterrupt:
             self._interrupt(handle)

@@ -210,8 +210,10 @@ class AsyncMaps:
                         if translated is error:
                             raise
                         raise translated from None
-                    for value in hand_over(*chunk):
+                    ready = hand_over.ready(*chunk)
+                    for value in ready:
                         yield value
+                    hand_over.taken(len(ready))
             finished = True
         except (KeyboardInterrupt, asyncio.CancelledError):
             if not handle.done:

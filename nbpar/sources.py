@@ -7,7 +7,9 @@ memory. Both hand out (indices, items), indices as a range wherever they are con
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from itertools import islice
+from typing import Any
 
 
 class ListSource:
@@ -15,22 +17,22 @@ class ListSource:
 
     error = None
 
-    def __init__(self, items: list, indices=None):
+    def __init__(self, items: list[Any], indices: Sequence[int] | None = None) -> None:
         self.items = items
         self.indices = indices  # None: the positions themselves
         self.length = len(items)
         self.pos = 0
 
-    def peek(self):
+    def peek(self) -> Any:
         """The next item (the source must not be exhausted)."""
         return self.items[self.pos]
 
-    def reordered(self, order):
+    def reordered(self, order: Sequence[int]) -> ListSource:
         """The same items in another order (before any was taken), indices kept."""
         indices = range(self.length) if self.indices is None else self.indices
         return ListSource([self.items[p] for p in order], [indices[p] for p in order])
 
-    def take(self, n: int):
+    def take(self, n: int) -> tuple[Sequence[int], list[Any]]:
         start, stop = self.pos, min(self.pos + n, self.length)
         self.pos = stop
         indices = range(start, stop) if self.indices is None else self.indices[start:stop]
@@ -43,12 +45,12 @@ class IterSource:
     length = None
     peek = None  # a lazy input is not read ahead for schedulers
 
-    def __init__(self, iterable):
+    def __init__(self, iterable: Iterable[Any]) -> None:
         self.iterator = iter(iterable)
         self.read = 0
         self.error: BaseException | None = None  # what the iterator raised, if it did
 
-    def take(self, n: int):
+    def take(self, n: int) -> tuple[Sequence[int], list[Any]]:
         """Up to n items; if the iterator raises, what was read before it is still returned
         and the exception is kept in `error` (nothing read is ever dropped)."""
         items: list = []

@@ -20,7 +20,7 @@ import signal as _signal
 from collections import OrderedDict, deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedError, add_note,
                      describe, rebuild, where)
@@ -32,10 +32,16 @@ from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,
                      SignalReceived, StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
                      WorkerInitFailed, WorkerMeasured, WorkerReady)
 from .messages import progress_span
-from .reports import Report, TaskError, WorkerInfo
-from .scheduling import AdaptiveChunker, Running, Scheduler
+from .reports import Ledger, Report, TaskError, WorkerInfo
+from .scheduling import AdaptiveChunker, JobsLimit, Running, Scheduler
 from .signals import Signal
 from .story import STORY_LENGTH, Step
+
+from .sources import IterSource, ListSource
+
+if TYPE_CHECKING:  # the types only: the machine never calls into the caller's side
+    from .failures import FailurePolicy
+    from .jobs import JobHandle
 
 # what a map is doing; "pending" and "running" are active (see Job.active)
 JobStatus = Literal["pending", "running", "finished", "failed", "stopped"]
@@ -53,25 +59,27 @@ class Job:
 
     id: int
     func: Callable[..., Any] | None  # None once the map has ended
-    source: Any  # sources.ListSource or IterSource: take(n) -> (indices, items)
-    ledger: Any  # reports.Ledger
+    source: ListSource | IterSource  # take(n) -> (indices, items)
+    ledger: Ledger
     total: int | None = None
     star: bool = False
     streaming: bool = False  # deliver results as they come (imap, submit) rather than at the end
     single: bool = False  # one call (submit / apply_async): no report of its own
     chunker: AdaptiveChunker = field(default_factory=AdaptiveChunker)
     max_ahead: int | None = None  # bound on items read but not yet consumed (imap)
-    limit: Any = None
+    limit: JobsLimit | None = None
     func_name: str = ""
-    memory: Any = None  # item -> bytes it needs (declared by the map, for MaxMemoryScheduler)
-    duration: Any = None  # item -> seconds it takes (declared, for LongerFirstScheduler)
+    # item -> bytes it needs (declared by the map, for MaxMemoryScheduler)
+    memory: Callable[[Any], float] | None = None
+    # item -> seconds it takes (declared, for LongerFirstScheduler)
+    duration: Callable[[Any], float] | None = None
     func_key: int = -1  # the same function object keeps its key across maps
     # per-call settings (None: the pool's): seconds a task may run, tasks a worker runs
     # before it is replaced, items of this map in flight at once
     task_timeout: float | None = None
     lifespan: int | None = None
     max_active: int | None = None
-    handle: Any = None  # the caller's side of this map (opaque here)
+    handle: JobHandle | None = None  # the caller's side of this map (opaque here)
     # live state
     status: JobStatus = "pending"
     requeued: deque[tuple[Any, list[Any]]] = field(default_factory=deque)  # (indices,
@@ -82,7 +90,7 @@ class Job:
     error: BaseException | None = None
     input_error: BaseException | None = None  # the input iterable raised (after `read` items)
     errors: list[TaskError] = field(default_factory=list)
-    failure: Any = None  # failures.FailurePolicy: retries, on_error (None: fail the map)
+    failure: FailurePolicy | None = None  # retries, on_error (None: fail the map)
     attempts: dict[int, int] = field(default_factory=dict)  # index -> failed attempts
     retried: list[TaskError] = field(default_factory=list)  # the attempts run again
     failed: int = 0
@@ -108,6 +116,12 @@ class Job:
     def in_flight_items(self) -> int:
         return sum(len(b.items) for b in self.in_flight.values())
 
+    @property
+    def caller(self) -> JobHandle:
+        """The caller's side of this map; every job reaches the Boss with one."""
+        assert self.handle is not None, f"map {self.id} has no handle"
+        return self.handle
+
     def next_memory(self) -> float:
         """Declared memory of the next item to start (0 when nothing is declared)."""
         if self.memory is None:
@@ -115,14 +129,14 @@ class Job:
         needed: float = 0
         if self.requeued:
             needed = self.memory(self.requeued[0][1][0])
-        elif self.source.peek is not None and not self.exhausted and (
+        elif isinstance(self.source, ListSource) and not self.exhausted and (
                 self.source.pos < self.source.length):
             needed = self.memory(self.source.peek())
         return needed
 
     def durations(self) -> list[float] | None:
         """Declared durations of the items not yet started, in order (a list input only)."""
-        if self.duration is None or self.source.peek is None or self.read:
+        if self.duration is None or not isinstance(self.source, ListSource) or self.read:
             return None
         return [self.duration(item) for item in self.source.items]
 
@@ -399,7 +413,7 @@ class BossState:
         job.halt_clock(now, self.halted)
         self.init_broken = False
         order = self.scheduler.order(job)
-        if order is not None:
+        if order is not None and isinstance(job.source, ListSource):  # (a lazy input has none)
             job.source = job.source.reordered(order)
         if job.chunker.per_item is None and job.func_key in self.learned:
             job.chunker.seed(self.learned[job.func_key])  # (one call: whether to queue it)
@@ -950,7 +964,8 @@ class BossState:
                 self.learned[job.func_key] = job.chunker.per_item
                 if len(self.learned) > LEARNED:
                     del self.learned[next(iter(self.learned))]
-            job.func = job.source = None  # nothing more to run: let the caller's objects go
+            job.func = None  # nothing more to run: let the caller's objects go
+            job.source = ListSource([])
             if not self.keep_alive and not self.jobs and any(s.alive for s in self.slots):
                 self.held.append(job)  # finish once the workers retired (exit results)
             else:
