@@ -77,6 +77,18 @@ def _shown(cell, sanitize) -> list:
     return shown
 
 
+def _tutorial_imports() -> list[str]:
+    """The top-level modules the tutorials import (each `import x` / `from x import` line)."""
+    import nbformat
+    found = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type == "code":
+                found.update(m.split(".")[0] for m in re.findall(
+                    r"^\s*(?:from|import)\s+([\w.]+)", cell.source, flags=re.M))
+    return sorted(found)
+
+
 def test_runtime_txt_matches_requires_python():
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
     assert re.fullmatch(r"python-3\.\d+", runtime), runtime
@@ -113,6 +125,13 @@ def test_binder_requirements_run_the_quick_start(tmp_path):
     assert Path(prefix).resolve() == venv.resolve(), f"the kernel ran in {prefix}, not the venv"
     assert Path(nbpar_file).resolve().is_relative_to(venv.resolve()), nbpar_file
     assert outcome["seconds"] < 120, f"notebook 01 took {outcome['seconds']:.0f} s"
+
+    # the other tutorials run there too: what they import is installed
+    modules = _tutorial_imports()
+    assert {"nbpar", "sklearn", "pandas", "dask"} <= set(modules), modules
+    probe = subprocess.run([str(python), "-c", f"import {', '.join(modules)}"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, f"a tutorial's import fails on binder:\n{probe.stderr[-3000:]}"
 
     import nbformat
     sanitize = _sanitizer()
