@@ -31,7 +31,7 @@ ON_ERROR = ("raise", "collect")
 @dataclass(frozen=True)
 class FailurePolicy:
     retries: int = 0
-    retry_on: tuple = (Exception,)
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
     on_error: str = "raise"
     default: Any = NO_DEFAULT
 
@@ -48,8 +48,8 @@ class FailurePolicy:
         return error if self.default is NO_DEFAULT else self.default
 
 
-def make_policy(retries=0, retry_on=Exception, on_error="raise",
-                default=NO_DEFAULT) -> FailurePolicy | None:
+def make_policy(retries: Any = 0, retry_on: Any = Exception, on_error: Any = "raise",
+                default: Any = NO_DEFAULT) -> FailurePolicy | None:
     """The policy of a map's keywords (None: the default, nothing to ask), checked here so
     that a bad value is an error at the call."""
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -53,7 +53,7 @@ class IterSource:
     def take(self, n: int) -> tuple[Sequence[int], list[Any]]:
         """Up to n items; if the iterator raises, what was read before it is still returned
         and the exception is kept in `error` (nothing read is ever dropped)."""
-        items: list = []
+        items: list[Any] = []
         try:
             items.extend(islice(self.iterator, n))  # extend keeps what came before a raise
         except Exception as exc:  # noqa: BLE001 - the user's iterable: reported by the Boss
