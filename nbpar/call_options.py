@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import describe
 from .failures import FailurePolicy, make_policy
+
+if TYPE_CHECKING:
+    from .state import Job
 
 FAILURE_NAMES = ("retries", "retry_on", "on_error", "default")  # failures.py
 NAMES = ("worker_init", "worker_exit", "task_timeout", "worker_lifespan", "max_tasks_active",
@@ -25,8 +29,8 @@ NAMES = ("worker_init", "worker_exit", "task_timeout", "worker_lifespan", "max_t
 
 @dataclass(frozen=True)
 class CallOptions:
-    worker_init: Callable | None = None
-    worker_exit: Callable | None = None
+    worker_init: Callable[..., Any] | None = None
+    worker_exit: Callable[..., Any] | None = None
     task_timeout: float | None = None
     worker_lifespan: int | None = None
     max_tasks_active: int | None = None
@@ -34,7 +38,7 @@ class CallOptions:
     failure: FailurePolicy | None = None  # retries=, retry_on=, on_error=, default=
 
     @classmethod
-    def parse(cls, options: dict, what: str) -> CallOptions:
+    def parse(cls, options: dict[str, Any], what: str) -> CallOptions:
         unknown = [name for name in options if name not in NAMES]
         if unknown:
             raise TypeError(f"{what}() got an unexpected keyword argument {unknown[0]!r}")
@@ -48,7 +52,7 @@ class CallOptions:
     def hooks(self) -> bool:
         return self.worker_init is not None or self.worker_exit is not None
 
-    def _check(self):
+    def _check(self) -> None:
         for name in ("worker_init", "worker_exit"):
             hook = getattr(self, name)
             if hook is not None and not callable(hook):
@@ -63,13 +67,13 @@ class CallOptions:
                                       or value < 1):
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
-    def chunk_size(self, chunk_size, total) -> Any:
+    def chunk_size(self, chunk_size: int | None, total: int | None) -> int | None:
         """MPIRE's n_splits: the items in that many batches (when their number is known)."""
         if self.n_splits is None or chunk_size is not None or not total:
             return chunk_size
         return max(1, math.ceil(total / self.n_splits))
 
-    def apply(self, job) -> None:
+    def apply(self, job: Job) -> None:
         """The job's own settings (in the caller's thread, before the Boss has the job)."""
         job.task_timeout = self.task_timeout
         job.lifespan = self.worker_lifespan
@@ -80,19 +84,20 @@ class CallOptions:
 NONE = CallOptions()
 
 
-def check_callbacks(callback, error_callback):
+def check_callbacks(callback: Any, error_callback: Any) -> None:
     for name, hook in (("callback", callback), ("error_callback", error_callback)):
         if hook is not None and not callable(hook):
             raise TypeError(f"{name} must be callable, got {describe(hook)}")
 
 
-def on_done(future, callback, error_callback):
+def on_done(future: Future[Any], callback: Callable[[Any], object] | None,
+            error_callback: Callable[[BaseException], object] | None) -> None:
     """multiprocessing's and MPIRE's callbacks: callback(result) or error_callback(error),
     in the thread that ends the future (the Boss's)."""
     if callback is None and error_callback is None:
         return
 
-    def done(f):
+    def done(f: Future[Any]) -> None:
         error = f.exception()
         if error is None:
             if callback is not None:
