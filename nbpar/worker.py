@@ -21,6 +21,7 @@ import threading
 import time
 from functools import partial
 
+from . import inner_threads
 from . import messages as m
 from . import tracebacks
 from .errors import SerializationError, capture, describe
@@ -240,7 +241,7 @@ def bootstrap(conn, out_fd, err_fd, setup: m.WorkerSetup, shared, close_fds=()):
     sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), line_buffering=True)
     faulthandler.enable(sys.stderr)  # a crash's Python traceback reaches the caller, tagged
     _enter_callers_world(setup)
-    _cap_inner_threads(setup.inner_threads)  # before the shared objects load a library
+    inner_threads.cap(setup.inner_threads)  # before the shared objects load a library
     from .bundle import open_bundle
     from .shared import ProgressBoard
     bundle = open_bundle(shared)
@@ -296,27 +297,6 @@ def _own_process_group():
         os.setpgid(0, 0)
     except OSError:  # a session leader already (cannot happen for a forked child; harmless)
         _log.debug("the worker leads no process group of its own", exc_info=True)
-
-
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-_NATIVE = ("numpy", "scipy", "torch", "sklearn", "numexpr")  # modules that load BLAS/OpenMP
-
-
-def _cap_inner_threads(n):
-    """Cap the thread pools of BLAS and OpenMP in this worker (WorkerPool inner_threads=).
-    Libraries loaded from now on read the environment; those already loaded (a forked
-    caller's NumPy) are capped through threadpoolctl, when it is installed (nbpar[threads])."""
-    if n is None:
-        return
-    for var in _THREAD_VARS:
-        os.environ[var] = str(n)
-    if any(name in sys.modules for name in _NATIVE):
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            return
-        threadpool_limits(limits=n)
 
 
 def _allow_children():

@@ -39,6 +39,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.reduction import recvfds, sendfds
 from typing import TYPE_CHECKING, Any
 
+from .. import inner_threads
 from .forklink import (Exited, OpenLink, Preload, ServerFailed, SetPath, Share, Spawn, Spawned,
                        Unshared)
 
@@ -350,6 +351,8 @@ class _ForkServer:
             link.conn.send(Unshared(link.unshared))
             return
         setup = pickle.loads(msg.setup)
+        if setup.inner_threads is not None:
+            inner_threads.find_libraries()  # once: the workers inherit it
         inherited = [self.main.fileno(), *(c.fileno() for c in self.links), *self.owner]
         conn = Connection(conn_fd)
         proc = self.ctx.Process(target=self.bootstrap,

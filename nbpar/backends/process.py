@@ -21,7 +21,7 @@ from dataclasses import replace
 from multiprocessing.connection import Connection, Pipe
 from typing import TYPE_CHECKING, Any
 
-from .. import worker
+from .. import inner_threads, worker
 from ..bundle import Bundle, preloadable
 from ..messages import PipeEnd, WorkerSetup, from_wire, to_wire
 from ..shared import ProgressBoard, warn_if_copied
@@ -172,6 +172,8 @@ class ProcessBackend:
                 # (typeshed's BaseContext, what get_context gives for a str, has no .Process)
                 ctx: Any = multiprocessing.get_context(self.method)
                 if self.method == "fork":
+                    if setup.inner_threads is not None:
+                        inner_threads.find_libraries()  # once: the workers inherit it
                     args = (child, out_w, err_w, setup, self.bundle.objects)
                 else:
                     args = (child, _InheritFd(out_w), _InheritFd(err_w), setup,

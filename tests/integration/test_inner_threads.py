@@ -55,3 +55,19 @@ def test_an_explicit_cap_under_threading_is_a_clear_error():
 def test_a_bad_cap_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="inner_threads"):
         nbpar.WorkerPool(1, start_method="fork", inner_threads=bad)
+
+
+def test_a_library_loaded_between_two_fork_pools_is_capped_too():
+    """The caller finds its BLAS libraries once before forking, and again once it has
+    imported more: a library loaded after the first pool is capped in the second's workers."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the default is a single thread already")
+    with nbpar.WorkerPool(1, start_method="fork", inner_threads=1) as pool:
+        ((before, _),) = pool.map(blas_threads, [0])
+    pytest.importorskip("scipy.linalg")  # SciPy brings its own BLAS
+    with nbpar.WorkerPool(1, start_method="fork", inner_threads=1) as pool:
+        ((after, _),) = pool.map(blas_threads, [0])
+    assert before == {1} and after == {1}
+    libraries = {i["filepath"] for i in threadpoolctl.threadpool_info()
+                 if i["user_api"] == "blas"}
+    assert len(libraries) >= 2, libraries  # (so the second pool had a new one to cap)
