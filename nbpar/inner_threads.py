@@ -2,11 +2,18 @@
 
 Libraries a worker loads from its start on read the environment; those it inherited already
 loaded (a forked caller's NumPy and SciPy) are capped through threadpoolctl, when it is
-installed. Finding those libraries (threadpoolctl reads /proc/self/maps and opens each one)
-and importing threadpoolctl cost several milliseconds: paid by every worker, that was most of
-a forked worker's start in a session with NumPy and SciPy loaded. So the process that forks
-the workers (the caller under fork, the fork server under forkserver) finds them once, just
-before it forks, and each worker only sets the thread counts of what it inherited.
+installed. Two costs shape how:
+
+- Finding those libraries (threadpoolctl reads /proc/self/maps and opens each one) and
+  importing threadpoolctl take several milliseconds. So the process that forks the workers
+  (the caller under fork, the fork server under forkserver) finds them once, just before it
+  forks, and each worker only sets the thread counts of what it inherited.
+- Setting OpenBLAS's thread count in a freshly forked process starts its thread pool, whose
+  threads then spin idle for about 0.1 s: 30-75 ms of CPU per library per worker, taken from
+  the tasks on a small machine. So the fork server, which is nbpar's own, sets its own
+  libraries to the count before it forks; its workers inherit the count and have nothing to
+  set. A worker sets only what is above its cap (under fork, the caller's libraries: the
+  caller's own settings are never touched).
 """
 
 from __future__ import annotations
@@ -50,10 +57,25 @@ def cap(n: int | None) -> None:
     if not _native_loaded():
         return
     if _found is not None:  # found by the process this worker was forked from
-        _found[1].limit(limits=n)
+        for library in _found[1].lib_controllers:
+            if library.get_num_threads() > n:
+                library.set_num_threads(n)
         return
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return
     threadpool_limits(limits=n)
+
+
+def set_for_workers(n: int | None) -> None:
+    """In the fork server, before it forks a worker capped at `n`: its own libraries run `n`
+    threads, so the worker inherits the count instead of setting it (see above)."""
+    if n is None:
+        return
+    find_libraries()
+    if _found is None:
+        return
+    for library in _found[1].lib_controllers:
+        if library.get_num_threads() != n:
+            library.set_num_threads(n)

@@ -351,8 +351,7 @@ class _ForkServer:
             link.conn.send(Unshared(link.unshared))
             return
         setup = pickle.loads(msg.setup)
-        if setup.inner_threads is not None:
-            inner_threads.find_libraries()  # once: the workers inherit it
+        inner_threads.set_for_workers(setup.inner_threads)  # the worker inherits the count
         inherited = [self.main.fileno(), *(c.fileno() for c in self.links), *self.owner]
         conn = Connection(conn_fd)
         proc = self.ctx.Process(target=self.bootstrap,

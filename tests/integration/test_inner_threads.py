@@ -71,3 +71,21 @@ def test_a_library_loaded_between_two_fork_pools_is_capped_too():
     libraries = {i["filepath"] for i in threadpoolctl.threadpool_info()
                  if i["user_api"] == "blas"}
     assert len(libraries) >= 2, libraries  # (so the second pool had a new one to cap)
+
+
+def threads_at_start(_):
+    import numpy  # noqa: F401 - (already loaded by the fork server, which preloads this module)
+    return len(os.listdir(f"/proc/{os.getpid()}/task")), blas_threads(_)[0]
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_the_cap_starts_no_idle_blas_threads(method):
+    """Setting OpenBLAS's count in a fresh fork starts its thread pool, whose threads spin
+    idle for ~0.1 s, CPU taken from the tasks: the fork server sets the count before it forks,
+    so its workers inherit it and start no thread."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: the default is a single thread already")
+    with nbpar.WorkerPool(1, start_method=method, inner_threads=1) as pool:
+        ((threads, counts),) = pool.map(threads_at_start, [0])
+    assert counts == {1}
+    assert threads == 1, f"{threads} threads in the worker"
