@@ -160,6 +160,15 @@ class BossThread:
     def start(self) -> None:
         self.thread.start()
 
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def in_boss_thread(self) -> bool:
+        return self.thread is threading.current_thread()
+
     def send(self, signal: Signal, for_job: int | None = None) -> None:
         self.control.send(ev.SignalReceived(signal, for_job=for_job))
 

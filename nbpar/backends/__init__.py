@@ -58,11 +58,13 @@ class WorkerHandle:
 
 def make_backend(start_method: str, n_workers: int | None, shared_objects: Any, *,
                  hooks: tuple[Any, Any] = (None, None), backend: str | None = None,
-                 client: Any = None) -> ProcessBackend | ThreadBackend | DaskBackend:
+                 client: Any = None, owner: object = None
+                 ) -> ProcessBackend | ThreadBackend | DaskBackend:
     """The backend a pool's Boss drives. A backend may say how many workers it has
     (`n_workers`, e.g. Dask's thread count when n_workers is None) and the shortest batch
     worth sending (`min_batch_time`). Process backends take worker_init and worker_exit
-    (`hooks`) with the shared objects; the others get them in each WorkerSetup."""
+    (`hooks`) with the shared objects; the others get them in each WorkerSetup. `owner` is
+    what a worker thread finds as its `thread.current_owner()` (the pool, weakly)."""
     if backend == "dask":
         try:
             from .dask import DaskBackend
@@ -73,6 +75,6 @@ def make_backend(start_method: str, n_workers: int | None, shared_objects: Any, 
     assert n_workers is not None  # only Dask may count its own workers
     if start_method == "threading":
         from .thread import ThreadBackend
-        return ThreadBackend(n_workers, shared_objects)
+        return ThreadBackend(n_workers, shared_objects, owner)
     from .process import ProcessBackend
     return ProcessBackend(start_method, n_workers, shared_objects, hooks)

@@ -19,6 +19,8 @@ from . import WorkerHandle
 
 _log = logging.getLogger(__name__)
 
+_current = threading.local()  # in a worker thread: `owner`, what its backend was made for
+
 
 class _Ends:
     """A pair of in-process channels; the Boss's end is waitable through a pipe byte."""
@@ -83,19 +85,27 @@ class WorkerEnd:
     encode = decode = staticmethod(lambda obj, /: obj)
 
 
-def _serve(ends: _Ends, setup: WorkerSetup, shared: Any, board: list[int]) -> None:
+def _serve(ends: _Ends, setup: WorkerSetup, shared: Any, board: list[int],
+           owner: object) -> None:
+    _current.owner = owner
     try:
         worker.run(WorkerEnd(ends), setup, shared, board)
     finally:
         ends.end()
 
 
+def current_owner() -> object:
+    """The `owner` given to the backend whose worker runs the calling thread, else None."""
+    return getattr(_current, "owner", None)
+
+
 class ThreadBackend:
     can_kill = False
 
-    def __init__(self, n_workers: int, shared_objects: Any) -> None:
+    def __init__(self, n_workers: int, shared_objects: Any, owner: object = None) -> None:
         self.shared = shared_objects
         self.board = [0] * n_workers
+        self.owner = owner  # told to its worker threads (`current_owner`): a pool's weakref
 
     def prepare(self, obj: Any) -> Any:
         return obj
@@ -108,7 +118,8 @@ class ThreadBackend:
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         ends = _Ends()
-        thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
+        thread = threading.Thread(target=_serve,
+                                  args=(ends, setup, self.shared, self.board, self.owner),
                                   name=f"nbpar-worker-{setup.worker_id}", daemon=True)
         thread.start()
         return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {},
