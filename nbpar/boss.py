@@ -201,6 +201,14 @@ class BossThread:
                 return reply.result()
         return self.state.report(None, time.monotonic())
 
+    def take_exit_error(self) -> BaseException | None:
+        """What a worker_exit raised after the last map, handed over once; None while the
+        Boss runs (its state is its own until its thread has ended)."""
+        if self.thread.is_alive():
+            return None
+        error, self.state.exit_error = self.state.exit_error, None
+        return error
+
     def debug_log(self) -> list[story.StoryEntry]:
         """The state machine's last steps, oldest first (see story.py). Read from any thread,
         without asking the Boss: a deque's copy is one C call, whole under the GIL, so the

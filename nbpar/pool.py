@@ -214,13 +214,14 @@ class WorkerPool(AsyncMaps):
                                      client=client, owner=weakref.ref(self))
         self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
         self._min_batch_time = getattr(self._backend, "min_batch_time", None)
-        self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
-                                   task_timeout=task_timeout,
-                                   clock_at_start=self._setup.flags["report_start"],
-                                   max_tasks_per_worker=max_tasks_per_worker,
-                                   max_worker_memory=max_worker_memory)
-        # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
-        self._boss = BossThread(self._backend, self._state, self._setup,
+        # The Boss owns its state: the pool sends it events and reads its reports. It holds
+        # nothing of the pool, so a dropped pool is collected and shut down.
+        state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
+                             task_timeout=task_timeout,
+                             clock_at_start=self._setup.flags["report_start"],
+                             max_tasks_per_worker=max_tasks_per_worker,
+                             max_worker_memory=max_worker_memory)
+        self._boss = BossThread(self._backend, state, self._setup,
                                 on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
         self._boss.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._boss)
@@ -261,7 +262,7 @@ class WorkerPool(AsyncMaps):
         self._boss.join(timeout)
         if not self._boss.is_alive():
             self._finalizer.detach()
-            error, self._state.exit_error = self._state.exit_error, None
+            error = self._boss.take_exit_error()
             if error is not None:
                 raise error
 
@@ -488,7 +489,7 @@ class WorkerPool(AsyncMaps):
         self._boss.reshare(prepared)
 
     def _check_idle(self, what):
-        if self._state.jobs:
+        if self._boss.report().running_maps:
             raise RuntimeError(f"{what} cannot be called while a map runs")
 
     # -- the map family
@@ -758,7 +759,8 @@ class WorkerPool(AsyncMaps):
         if hasattr(self._backend, "hooks"):  # process workers get them in the pool's bundle
             self._backend.hooks = wanted
             self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
-        elif any(slot.alive for slot in self._state.slots):  # (a dead one restarts with these)
+        elif any(w.state not in ("dead", "retired")  # (a dead one restarts with these)
+                 for w in self._boss.report().workers):
             self._boss.reshare(self._backend.prepare(self.shared_objects))
 
     # -- building jobs

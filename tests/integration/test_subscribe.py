@@ -150,3 +150,16 @@ def test_bad_callback_is_refused():
     with nbpar.WorkerPool(1, start_method="threading") as pool:
         with pytest.raises(TypeError, match="callable"):
             pool.subscribe(42)
+
+
+def test_the_report_counts_running_calls_and_set_shared_objects_refuses_them(gate):
+    with nbpar.WorkerPool(1, start_method="threading", shared_objects=1) as pool:
+        call = pool.apply_async(lambda shared, x: gate.wait(30) and x, (5,))
+        wait_for(lambda: pool.report().running_maps == 1, what="the call counted")
+        with pytest.raises(RuntimeError, match="while a map runs"):
+            pool.set_shared_objects(2)
+        gate.set()
+        assert call.get(30) == 5
+        wait_for(lambda: pool.report().running_maps == 0, what="the call ended")
+        pool.set_shared_objects(2)
+        assert pool.map(lambda shared, x: shared + x, [1]) == [3]
