@@ -41,7 +41,7 @@ from . import logs
 from . import messages as m
 from . import state as st
 from . import story
-from .backends import WorkerHandle
+from .backends import Backend, WorkerHandle
 from .errors import SerializationError, describe
 from .reports import Report
 from .signals import Signal
@@ -118,7 +118,7 @@ class BossThread:
     """Runs a pool's state machine against its backend, in a thread of the caller (the
     pool's Boss; `nbpar.Boss` is classic.py's instruction-level API, built on a pool)."""
 
-    def __init__(self, backend: Any, state: st.BossState, make_setup: Any,
+    def __init__(self, backend: Backend, state: st.BossState, make_setup: Any,
                  on_output: Callable[[int, str, str], object], name: str = "nbpar") -> None:
         self.backend = backend
         self.state = state
@@ -143,9 +143,9 @@ class BossThread:
         # batches, and those cost one system call and one wake-up of the worker, not two.
         self._outbox: dict[WorkerHandle, list[Any]] = {}  # -> its messages, in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
-            getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
+            backend.can_kill)  # (processes only: a thread has no memory)
         # CPU and memory of worker processes, put on the reports asked for (not on threads)
-        self._usage = UsageSampler() if getattr(backend, "can_kill", False) else None
+        self._usage = UsageSampler() if backend.can_kill else None
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True

@@ -212,8 +212,8 @@ class WorkerPool(AsyncMaps):
         self._backend = make_backend(start_method, n_jobs, shared_objects,
                                      hooks=(worker_init, worker_exit), backend=backend,
                                      client=client, owner=weakref.ref(self))
-        self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
-        self._min_batch_time = getattr(self._backend, "min_batch_time", None)
+        self.n_jobs = n_jobs = self._backend.n_workers
+        self._min_batch_time = self._backend.min_batch_time
         # The Boss owns its state: the pool sends it events and reads its reports. It holds
         # nothing of the pool, so a dropped pool is collected and shut down.
         state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
@@ -429,9 +429,7 @@ class WorkerPool(AsyncMaps):
             state stay as they were when taken, while the map goes on. A stopped map's
             report continues it: ``pool.map(func, report=pool.report())``.
         """
-        report = self._boss.report()
-        annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
-        return report if annotate is None else annotate(report)
+        return self._backend.annotate(self._boss.report())  # e.g. where each worker runs
 
     def debug_log(self) -> list[StoryEntry]:
         """What the pool's Boss heard and did lately, for finding out why a map hangs or
@@ -756,8 +754,7 @@ class WorkerPool(AsyncMaps):
         if self._setup.holds(wanted):
             return
         self._setup.hooks = wanted  # read by the Boss when it starts a worker
-        if hasattr(self._backend, "hooks"):  # process workers get them in the pool's bundle
-            self._backend.hooks = wanted
+        if self._backend.use_hooks(wanted):  # process workers get them in the pool's bundle
             self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
         elif any(w.state not in ("dead", "retired")  # (a dead one restarts with these)
                  for w in self._boss.report().workers):

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import worker
 from ..messages import WorkerSetup
+from ..reports import Report
 from . import WorkerHandle
 
 _log = logging.getLogger(__name__)
@@ -101,8 +102,10 @@ def current_owner() -> object:
 
 class ThreadBackend:
     can_kill = False
+    min_batch_time: float | None = None
 
     def __init__(self, n_workers: int, shared_objects: Any, owner: object = None) -> None:
+        self.n_workers = n_workers
         self.shared = shared_objects
         self.board = [0] * n_workers
         self.owner = owner  # told to its worker threads (`current_owner`): a pool's weakref
@@ -113,8 +116,17 @@ class ThreadBackend:
     def apply(self, prepared: Any) -> None:
         self.shared = prepared
 
+    def use_hooks(self, hooks: tuple[Any, Any]) -> bool:
+        return False  # threads get them as they are, in each WorkerSetup
+
     def extra_waitables(self) -> list[Any]:
         return []
+
+    def on_extra_ready(self, obj: Any) -> bool:
+        return True  # (it has none to watch)
+
+    def annotate(self, report: Report) -> Report:
+        return report
 
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         ends = _Ends()
