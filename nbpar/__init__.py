@@ -20,14 +20,15 @@ from .scheduling import (JobsLimit, LongerFirstScheduler, MaxMemoryScheduler,
                          MaxThreadsScheduler, Scheduler)
 from .shared import shared_array
 from .signals import Signal
+from .subscriptions import ReportChanged, SignalSent
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncResult", "Boss", "CheckpointError", "Executor", "JobError", "JobsLimit",
     "LongerFirstScheduler", "MaxMemoryScheduler", "MaxThreadsScheduler", "NbparError", "Pool",
-    "Report",
-    "Scheduler", "SerializationError", "Signal", "StoppedError", "TaskError", "TaskTimeoutError",
+    "Report", "ReportChanged", "Scheduler", "SerializationError", "Signal", "SignalSent",
+    "StoppedError", "TaskError", "TaskTimeoutError",
     "Worker", "WorkerDiedError", "WorkerInfo", "WorkerPool", "get_logger", "process_map",
     "register_joblib", "register_pandas", "run_job",
     "shared_array", "thread_map",

@@ -41,7 +41,7 @@ from . import logs
 from . import messages as m
 from . import state as st
 from . import story
-from .backends import WorkerHandle
+from .backends import Backend, WorkerHandle
 from .errors import SerializationError, describe
 from .reports import Report
 from .signals import Signal
@@ -118,7 +118,7 @@ class BossThread:
     """Runs a pool's state machine against its backend, in a thread of the caller (the
     pool's Boss; `nbpar.Boss` is classic.py's instruction-level API, built on a pool)."""
 
-    def __init__(self, backend: Any, state: st.BossState, make_setup: Any,
+    def __init__(self, backend: Backend, state: st.BossState, make_setup: Any,
                  on_output: Callable[[int, str, str], object], name: str = "nbpar") -> None:
         self.backend = backend
         self.state = state
@@ -143,9 +143,9 @@ class BossThread:
         # batches, and those cost one system call and one wake-up of the worker, not two.
         self._outbox: dict[WorkerHandle, list[Any]] = {}  # -> its messages, in order
         self._measure_rss = (state.scheduler.wants_rss or state.max_memory is not None) and (
-            getattr(backend, "can_kill", False))  # (processes only: a thread has no memory)
+            backend.can_kill)  # (processes only: a thread has no memory)
         # CPU and memory of worker processes, put on the reports asked for (not on threads)
-        self._usage = UsageSampler() if getattr(backend, "can_kill", False) else None
+        self._usage = UsageSampler() if backend.can_kill else None
         self._fatal: BaseException | None = None
         self._gate = threading.Lock()
         self._accepting = True
@@ -159,6 +159,15 @@ class BossThread:
     # -- the caller's side
     def start(self) -> None:
         self.thread.start()
+
+    def is_alive(self) -> bool:
+        return self.thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def in_boss_thread(self) -> bool:
+        return self.thread is threading.current_thread()
 
     def send(self, signal: Signal, for_job: int | None = None) -> None:
         self.control.send(ev.SignalReceived(signal, for_job=for_job))
@@ -191,6 +200,14 @@ class BossThread:
             if reply.done():
                 return reply.result()
         return self.state.report(None, time.monotonic())
+
+    def take_exit_error(self) -> BaseException | None:
+        """What a worker_exit raised after the last map, handed over once; None while the
+        Boss runs (its state is its own until its thread has ended)."""
+        if self.thread.is_alive():
+            return None
+        error, self.state.exit_error = self.state.exit_error, None
+        return error
 
     def debug_log(self) -> list[story.StoryEntry]:
         """The state machine's last steps, oldest first (see story.py). Read from any thread,

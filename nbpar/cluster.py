@@ -12,9 +12,10 @@ Both kinds of job go through the same path, so `run_locally=True` behaves as the
 The command travels as a script, never as arguments (`qsub -b y` loses shell quoting), and a
 fresh directory per job sidesteps SGE appending to existing output files.
 
-Steering: each running job is registered with the thread that started it. `_Steering` observes
-every pool's signals (nbpar.pool.signal_observers): when a pool whose worker threads started
-jobs is HALTed, those jobs are paused (queued ones held, running ones suspended) and jobs its
+Steering: each running job is registered with the pool whose worker thread started it
+(`WorkerPool.current()`). The first job of a pool subscribes `_Steering` to that pool's signals
+(`WorkerPool.subscribe`) and reads from its report whether it is halted already: when the pool
+is HALTed, its jobs are paused (queued ones held, running ones suspended) and jobs its
 threads ask for while it is halted start held; RESUME and STOP unpause them (STOP lets running
 tasks finish, so their jobs must run); STOP_RIGHTNOW stops them, just after the Boss has the
 signal, so that the interrupted tasks count as stopped rather than failed. This reaches jobs
@@ -32,10 +33,10 @@ import threading
 import time
 import weakref
 
-from . import pool as _pool
 from .cluster_jobs import (DrmaaUnavailable, GridJob, LocalJob, Outcome, close_session,
                            shared_session)
 from .errors import JobError, describe
+from .pool import WorkerPool
 from .signals import Signal
 
 __all__ = ["DrmaaUnavailable", "run_job", "shared_session"]
@@ -222,51 +223,68 @@ def _native_spec(queue, native_options) -> str:
 
 # ----------------------------------------------------------------------------- steering
 
-def _threads_of(pool) -> set:
-    """The worker threads of a threading pool (empty for process pools)."""
-    handles = getattr(getattr(pool, "_boss", None), "handles", None) or {}
-    return {h.thread for h in list(handles.values()) if h.thread is not None}
-
-
 class _Steering:
     """Makes the live jobs follow the signals of the pools whose threads started them.
 
     A job is paused under the lock as it registers, so a RESUME can never slip in between a
-    registration that saw its pool halted and the pause that follows."""
+    registration that saw its pool halted and the pause that follows. A pool is followed
+    from its first job on: subscribed to, then asked whether it is halted (the subscription
+    has every earlier signal at the Boss, so the report reflects them; a signal heard since
+    is newer than what the report says)."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.jobs: set = set()
+        self.follow_lock = threading.Lock()  # one pool's first jobs subscribe once
+        self.jobs: dict = {}  # job -> the pool whose worker thread started it (weakly), or None
+        self.followed = weakref.WeakSet()  # pools subscribed to
+        self.heard = weakref.WeakSet()  # pools whose signals were heard since
         self.halted = weakref.WeakSet()  # pools between HALT and RESUME / STOP
         self.exit_hook = False
 
     def register(self, job):
+        pool = WorkerPool.current()  # (run_job registers in the thread that runs the job)
+        if pool is not None:
+            self._follow(pool)
         with self.lock:
             if not self.exit_hook:
                 self.exit_hook = True
                 atexit.register(_at_exit)
-            self.jobs.add(job)
-            if any(job.thread in _threads_of(pool) for pool in list(self.halted)):
+            self.jobs[job] = None if pool is None else weakref.ref(pool)
+            if pool is not None and pool in self.halted:
                 job.pause()  # not started yet: it will start held
+
+    def _follow(self, pool):
+        with self.follow_lock:
+            if pool in self.followed:
+                return
+            pool.subscribe(self.on_signal, reports=False)
+            halted = pool.report().pool_halted
+            with self.lock:
+                self.followed.add(pool)
+                if halted and pool not in self.heard:
+                    self.halted.add(pool)
 
     def unregister(self, job):
         with self.lock:
-            self.jobs.discard(job)
+            self.jobs.pop(job, None)
 
     def live(self) -> list:
         with self.lock:
             return list(self.jobs)
 
-    def on_signal(self, pool, signal):
+    def on_signal(self, told):
+        """A pool's signal (a subscriber: see WorkerPool.subscribe)."""
+        pool, signal = told.pool, told.signal
         if signal not in (Signal.HALT, Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
             return None
-        threads = _threads_of(pool)
         with self.lock:
+            self.heard.add(pool)
             if signal is Signal.HALT:
                 self.halted.add(pool)
             else:
                 self.halted.discard(pool)
-            jobs = [job for job in self.jobs if job.thread in threads]
+            jobs = [job for job, ref in self.jobs.items()
+                    if ref is not None and ref() is pool]
         if signal is Signal.STOP_RIGHTNOW:  # run just after the Boss has the signal: the
             return lambda: [job.stop() for job in jobs]  # tasks count as stopped, not failed
         for job in jobs:
@@ -285,4 +303,3 @@ def _at_exit():
 
 
 _steering = _Steering()
-_pool.signal_observers.append(_steering.on_signal)

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future
 
 from . import state as st
@@ -32,33 +33,12 @@ from .scheduling import AdaptiveChunker, JobsLimit, Scheduler
 from .signals import Signal
 from .sources import IterSource, ListSource
 from .story import StoryEntry
+from .subscriptions import ReportChanged, SignalSent, Subscriptions
 
 _log = logging.getLogger(__name__)
 
 DEFAULT_START_METHOD = "forkserver"
 _READ_AHEAD = 16384  # items an imap may have read but not yet handed to its consumer
-
-# -- signal observers (begin) ---------------------------------------------------------------
-# What outside the engine must follow a pool's signals registers here: cluster.py holds,
-# releases and terminates the grid jobs started by the pool's tasks. Every signal the caller's
-# side sends goes through `WorkerPool._signal`, which calls `observer(pool, signal)` in the
-# sending thread just before the signal goes on the control pipe; an observer may return a
-# callable, run just after. A failing observer never keeps a signal from the Boss.
-signal_observers: list = []
-
-
-def _notify(observers, pool, signal) -> list:
-    after = []
-    for observer in tuple(observers):
-        try:
-            action = observer(pool, signal)
-        except Exception:  # noqa: BLE001 - see above
-            _log.debug("signal observer %r failed on %s", observer, signal, exc_info=True)
-            action = None
-        if action is not None:
-            after.append(action)
-    return after
-# -- signal observers (end) -----------------------------------------------------------------
 
 
 def _print_output(worker_id, stream, line):
@@ -229,18 +209,20 @@ class WorkerPool(AsyncMaps):
         self._functions = FunctionKeys()
         self._lock = threading.Lock()
         self._closed = False
+        self._subscriptions = Subscriptions(self)
         self._backend = make_backend(start_method, n_jobs, shared_objects,
                                      hooks=(worker_init, worker_exit), backend=backend,
-                                     client=client)
-        self.n_jobs = n_jobs = getattr(self._backend, "n_workers", n_jobs)
-        self._min_batch_time = getattr(self._backend, "min_batch_time", None)
-        self._state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
-                                   task_timeout=task_timeout,
-                                   clock_at_start=self._setup.flags["report_start"],
-                                   max_tasks_per_worker=max_tasks_per_worker,
-                                   max_worker_memory=max_worker_memory)
-        # The Boss holds nothing of the pool, so a dropped pool is collected and shut down.
-        self._boss = BossThread(self._backend, self._state, self._setup,
+                                     client=client, owner=weakref.ref(self))
+        self.n_jobs = n_jobs = self._backend.n_workers
+        self._min_batch_time = self._backend.min_batch_time
+        # The Boss owns its state: the pool sends it events and reads its reports. It holds
+        # nothing of the pool, so a dropped pool is collected and shut down.
+        state = st.BossState(n_jobs, scheduler=scheduler, keep_alive=keep_alive,
+                             task_timeout=task_timeout,
+                             clock_at_start=self._setup.flags["report_start"],
+                             max_tasks_per_worker=max_tasks_per_worker,
+                             max_worker_memory=max_worker_memory)
+        self._boss = BossThread(self._backend, state, self._setup,
                                 on_output or _print_output, name=f"nbpar-pool-{id(self):x}")
         self._boss.start()
         self._finalizer = weakref.finalize(self, _shutdown, self._boss)
@@ -278,10 +260,10 @@ class WorkerPool(AsyncMaps):
         Exception
             What a worker_exit raised after the last map, if it did (else it would be lost).
         """
-        self._boss.thread.join(timeout)
-        if not self._boss.thread.is_alive():
+        self._boss.join(timeout)
+        if not self._boss.is_alive():
             self._finalizer.detach()
-            error, self._state.exit_error = self._state.exit_error, None
+            error = self._boss.take_exit_error()
             if error is not None:
                 raise error
 
@@ -293,7 +275,7 @@ class WorkerPool(AsyncMaps):
         self._closed = True
         self._signal(Signal.STOP_RIGHTNOW)
         self._signal(Signal.END)
-        self._boss.thread.join(STOP_WAIT)
+        self._boss.join(STOP_WAIT)
 
     @property
     def on_output(self):
@@ -363,14 +345,80 @@ class WorkerPool(AsyncMaps):
         self._signal(signal, for_map)
 
     def _signal(self, signal: Signal, for_map: int | None = None):
-        """The one way out for signals from the caller's side (see signal_observers)."""
-        after = _notify(signal_observers, self, signal)
-        self._boss.send(signal, for_map)
-        for action in after:
-            try:
-                action()
-            except Exception:  # noqa: BLE001 - an observer must not stop the signal
-                _log.debug("an action after signal %s failed", signal, exc_info=True)
+        """The one way out for signals from the caller's side: told to the signal
+        subscribers, then put on the control pipe, then their "after" callables run."""
+        told = SignalSent(self, signal, for_map)
+        after = self._subscriptions.begin_signal(told)
+        try:
+            self._boss.send(signal, for_map)
+        finally:
+            self._subscriptions.end_signal(told, after)
+
+    def subscribe(self, callback: Callable[[SignalSent | ReportChanged], object], *,
+                  signals: bool = True, reports: bool = True) -> Callable[[], None]:
+        """Call `callback` with each signal sent to this pool and with its report as it
+        changes, until the returned function is called; safe from any thread.
+
+        Signals: every signal a caller sends (`halt`, `resume`, `stop`, `send`, `close`,
+        `terminate`, a widget's button, Ctrl-C on a map) is told as an `nbpar.SignalSent`
+        (`.pool`, `.signal`, `.for_map`), in the sending thread, just before it reaches the
+        Boss. The callback may return a callable, which is run once the Boss has the
+        signal (e.g. to act only after the Boss counts the running tasks as stopped). A
+        callback that raises is logged (logger "nbpar.subscriptions", DEBUG) and never keeps
+        the signal from the Boss. Once `subscribe` returns, every signal sent before it has
+        reached the Boss (a report asked for now reflects it) and every later one is told.
+
+        Reports: an `nbpar.ReportChanged` (`.pool`, `.report`) first with the report as it
+        is, then whenever the report differs from the last one told: another map, its status,
+        total, done or failed count, the pool's HALT, a worker's state or task count. They
+        are read from the Boss like `report()`, by a thread of the pool's own that runs while
+        a report subscriber exists: about ten times a second while a map runs, at once when a
+        map is submitted or a signal sent, and the callbacks run in that thread, one report
+        at a time (keep them quick). The last one told after the pool is closed is final.
+
+        Parameters
+        ----------
+        callback : callable
+            Called with one `SignalSent` or `ReportChanged`; for a signal, what it returns
+            is run after the Boss has the signal if it is callable.
+        signals : bool, default True
+            Tell the signals.
+        reports : bool, default True
+            Tell the report's changes.
+
+        Returns
+        -------
+        callable
+            ``unsubscribe()``: stops telling `callback` (again: nothing).
+
+        Examples
+        --------
+        >>> seen = []
+        >>> unsubscribe = pool.subscribe(seen.append, reports=False)
+        >>> pool.halt(); pool.resume()
+        >>> [told.signal for told in seen]
+        [<Signal.HALT: 'HALT'>, <Signal.RESUME: 'RESUME'>]
+        >>> unsubscribe()
+        """
+        if not callable(callback):
+            raise TypeError(f"callback must be callable, got {describe(callback)}")
+        return self._subscriptions.subscribe(callback, bool(signals), bool(reports))
+
+    @staticmethod
+    def current() -> WorkerPool | None:
+        """The pool whose worker is the calling thread, from a task of a
+        ``start_method="threading"`` pool; None anywhere else (the caller's own threads, a
+        worker process). Lets code that a task calls follow its pool, e.g. with `subscribe`
+        (run_job does so to steer the grid jobs that the pool's tasks start)."""
+        from .backends.thread import current_owner
+        owner = current_owner()
+        pool = owner() if isinstance(owner, weakref.ref) else None
+        return pool if isinstance(pool, WorkerPool) else None
+
+    def is_alive(self) -> bool:
+        """Whether the pool's Boss still runs: False once the pool is closed and its
+        workers are gone (after `close` and `join`, `terminate`, or the `with` block)."""
+        return self._boss.is_alive()
 
     def report(self) -> Report:
         """A snapshot of the latest map and of the workers, at any moment, from any thread.
@@ -382,9 +430,7 @@ class WorkerPool(AsyncMaps):
             state stay as they were when taken, while the map goes on. A stopped map's
             report continues it: ``pool.map(func, report=pool.report())``.
         """
-        report = self._boss.report()
-        annotate = getattr(self._backend, "annotate", None)  # e.g. where each worker runs
-        return report if annotate is None else annotate(report)
+        return self._backend.annotate(self._boss.report())  # e.g. where each worker runs
 
     def debug_log(self) -> list[StoryEntry]:
         """What the pool's Boss heard and did lately, for finding out why a map hangs or
@@ -442,7 +488,7 @@ class WorkerPool(AsyncMaps):
         self._boss.reshare(prepared)
 
     def _check_idle(self, what):
-        if self._state.jobs:
+        if self._boss.report().running_maps:
             raise RuntimeError(f"{what} cannot be called while a map runs")
 
     # -- the map family
@@ -702,10 +748,10 @@ class WorkerPool(AsyncMaps):
         if self._setup.holds(wanted):
             return
         self._setup.hooks = wanted  # read by the Boss when it starts a worker
-        if hasattr(self._backend, "hooks"):  # process workers get them in the pool's bundle
-            self._backend.hooks = wanted
+        if self._backend.use_hooks(wanted):  # process workers get them in the pool's bundle
             self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
-        elif any(slot.alive for slot in self._state.slots):  # (a dead one restarts with these)
+        elif any(w.state not in ("dead", "retired")  # (a dead one restarts with these)
+                 for w in self._boss.report().workers):
             self._boss.reshare(self._backend.prepare(self.shared_objects))
 
     # -- building jobs
@@ -876,6 +922,7 @@ class WorkerPool(AsyncMaps):
         if self._closed:
             raise RuntimeError("the pool is closed: it takes no new work")
         self._boss.submit(job)
+        self._subscriptions.poke()  # a report subscriber hears of the new map at once
 
     def _run(self, job, progress_bar=False):
         handle = job.handle
@@ -1053,5 +1100,5 @@ def _shutdown(boss):
     """A pool dropped without close(): end its Boss and workers anyway."""
     boss.send(Signal.STOP_RIGHTNOW)
     boss.send(Signal.END)
-    if boss.thread is not threading.current_thread():
-        boss.thread.join(STOP_WAIT)
+    if not boss.in_boss_thread():
+        boss.join(STOP_WAIT)

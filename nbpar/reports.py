@@ -229,6 +229,9 @@ class Report:
         Of `done`, the items an earlier run did (a continued map).
     halted : float
         Of `elapsed`, the seconds the map spent halted (`running_time` is the rest).
+    running_maps : int
+        The maps and calls (`apply_async`, `submit`) the pool was running when the report
+        was taken, this map included while it runs.
     results : dict
         index -> result, for what finished. An iterator map's (imap's) results go to its
         consumer and are not kept here.
@@ -256,6 +259,7 @@ class Report:
     pool_halted: bool = False  # the pool holds new work (HALT): a map started now waits
     prior: int = 0  # of `done`, the items an earlier run did (a continued map)
     halted: float = 0.0  # of `elapsed`, the seconds the map spent halted
+    running_maps: int = 0  # maps and calls the pool runs (this one included while it runs)
 
     @property
     def running_time(self) -> float:

@@ -1048,7 +1048,8 @@ class BossState:
         workers = tuple(self._worker_info(s, positions) for s in self.slots)
         exits = tuple(self.exit_results)
         if job is None:
-            return Report("idle", 0, 0, 0, 0.0, workers, (), exits, pool_halted=self.halted)
+            return Report("idle", 0, 0, 0, 0.0, workers, (), exits, pool_halted=self.halted,
+                          running_maps=len(self.jobs))
         if job.active:
             status = "halted" if self.halted else "running"
         else:
@@ -1059,7 +1060,7 @@ class BossState:
         return Report(status, job.total, job.ledger.done, job.failed, elapsed, workers,
                       tuple(job.errors), exits, job.func_name, job.id, job.ledger.view(()),
                       tuple(job.retried), prior=job.ledger.prior, halted=halted,
-                      pool_halted=self.halted)
+                      pool_halted=self.halted, running_maps=len(self.jobs))
 
     def _worker_info(self, slot: WorkerSlot,
                      positions: Callable[[int], int | None] | None) -> WorkerInfo:

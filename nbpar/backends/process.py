@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from .. import inner_threads, worker
 from ..bundle import Bundle, preloadable
 from ..messages import PipeEnd, WorkerSetup, from_wire, to_wire
+from ..reports import Report
 from ..shared import ProgressBoard, warn_if_copied
 from . import WorkerHandle
 
@@ -82,10 +83,12 @@ _POOL_NUMBERS = itertools.count(1)  # pools of this process in order: their work
 
 class ProcessBackend:
     can_kill = True
+    min_batch_time: float | None = None
 
     def __init__(self, start_method: str, n_workers: int, shared_objects: Any,
                  hooks: tuple[Any, Any] = (None, None)) -> None:
         self.method = start_method
+        self.n_workers = n_workers
         self.number = next(_POOL_NUMBERS)  # "nbpar worker 1 (pool 3)" in ps and top
         self.board = ProgressBoard(n_workers, named=start_method != "fork")
         self.link: ServerLink | None = None
@@ -118,6 +121,14 @@ class ProcessBackend:
             self.link.share(bundle.packed)
         if old is not None:
             old.release()
+
+    def use_hooks(self, hooks: tuple[Any, Any]) -> bool:
+        """worker_init and worker_exit travel in the bundle: the next `prepare` takes them."""
+        self.hooks = tuple(hooks)
+        return True
+
+    def annotate(self, report: Report) -> Report:
+        return report
 
     def extra_waitables(self) -> list[Any]:
         return [self.link] if self.link is not None else []

@@ -15,9 +15,12 @@ from typing import Any
 
 from .. import worker
 from ..messages import WorkerSetup
+from ..reports import Report
 from . import WorkerHandle
 
 _log = logging.getLogger(__name__)
+
+_current = threading.local()  # in a worker thread: `owner`, what its backend was made for
 
 
 class _Ends:
@@ -83,19 +86,29 @@ class WorkerEnd:
     encode = decode = staticmethod(lambda obj, /: obj)
 
 
-def _serve(ends: _Ends, setup: WorkerSetup, shared: Any, board: list[int]) -> None:
+def _serve(ends: _Ends, setup: WorkerSetup, shared: Any, board: list[int],
+           owner: object) -> None:
+    _current.owner = owner
     try:
         worker.run(WorkerEnd(ends), setup, shared, board)
     finally:
         ends.end()
 
 
+def current_owner() -> object:
+    """The `owner` given to the backend whose worker runs the calling thread, else None."""
+    return getattr(_current, "owner", None)
+
+
 class ThreadBackend:
     can_kill = False
+    min_batch_time: float | None = None
 
-    def __init__(self, n_workers: int, shared_objects: Any) -> None:
+    def __init__(self, n_workers: int, shared_objects: Any, owner: object = None) -> None:
+        self.n_workers = n_workers
         self.shared = shared_objects
         self.board = [0] * n_workers
+        self.owner = owner  # told to its worker threads (`current_owner`): a pool's weakref
 
     def prepare(self, obj: Any) -> Any:
         return obj
@@ -103,12 +116,22 @@ class ThreadBackend:
     def apply(self, prepared: Any) -> None:
         self.shared = prepared
 
+    def use_hooks(self, hooks: tuple[Any, Any]) -> bool:
+        return False  # threads get them as they are, in each WorkerSetup
+
     def extra_waitables(self) -> list[Any]:
         return []
 
+    def on_extra_ready(self, obj: Any) -> bool:
+        return True  # (it has none to watch)
+
+    def annotate(self, report: Report) -> Report:
+        return report
+
     def start(self, setup: WorkerSetup) -> WorkerHandle:
         ends = _Ends()
-        thread = threading.Thread(target=_serve, args=(ends, setup, self.shared, self.board),
+        thread = threading.Thread(target=_serve,
+                                  args=(ends, setup, self.shared, self.board, self.owner),
                                   name=f"nbpar-worker-{setup.worker_id}", daemon=True)
         thread.start()
         return WorkerHandle(setup.worker_id, os.getpid(), BossEnd(ends), None, {},

@@ -412,13 +412,10 @@ def _snapshot(pool):
 
 
 def _alive(pool) -> bool:
-    """Whether the pool's Boss still runs (a closed pool's view is final). A view of
-    something else run on a pool (a joblib call) says so itself, with `is_alive()`."""
+    """Whether what the view follows still runs: a pool's Boss (a closed pool's view is
+    final), or something else run on a pool (a joblib call), each by its `is_alive()`."""
     is_alive = getattr(pool, "is_alive", None)
-    if is_alive is not None:
-        return is_alive()
-    thread = getattr(getattr(pool, "_boss", None), "thread", None)
-    return thread is not None and thread.is_alive()
+    return is_alive is not None and bool(is_alive())
 
 
 def _enabled(label, r) -> bool:

@@ -132,18 +132,24 @@ def test_job_error_reaches_the_caller_from_a_process_worker():
 
 # ----------------------------------------------------------------------------- steering
 
-def _threads_of_pool_are_found():
-    seen = {}
+def test_the_steering_finds_the_pool_of_a_worker_thread():
     with nbpar.WorkerPool(2, start_method="threading") as pool:
-        def task(i):
-            seen[i] = threading.current_thread() in cluster._threads_of(pool)
-            return i
-        pool.map(task, range(4), chunk_size=1)
-    return seen
+        found = pool.map(lambda _: nbpar.WorkerPool.current() is pool, range(4), chunk_size=1)
+    assert found == [True] * 4
 
 
-def test_the_steering_finds_a_threading_pools_worker_threads():
-    assert _threads_of_pool_are_found() == {0: True, 1: True, 2: True, 3: True}
+def test_the_steering_subscribes_to_a_pool_once_a_task_starts_a_job():
+    with nbpar.WorkerPool(2, start_method="threading") as pool:
+        assert pool not in cluster._steering.followed
+        pool.map(lambda i: nbpar.run_job("true", run_locally=True), range(4), chunk_size=1)
+        assert pool in cluster._steering.followed
+        heard = []
+        pool.subscribe(heard.append, reports=False)
+        pool.halt()
+        assert pool in cluster._steering.halted  # the steering heard it too
+        pool.resume()
+        assert pool not in cluster._steering.halted
+    assert [told.signal for told in heard][:2] == [nbpar.Signal.HALT, nbpar.Signal.RESUME]
 
 
 def _two_jobs_halted(pool, name, script):

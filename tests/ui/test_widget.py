@@ -265,3 +265,23 @@ def test_the_summary_of_a_stopped_map(pool, gate):
     bundle = view.summary()
     assert "stopped:" in bundle["text/plain"] and "pending" in bundle["text/plain"]
     assert "<b style='color:#e65100'>stopped</b>" in bundle["text/html"]
+
+
+def test_a_subscriber_hears_the_buttons(pool, gate):
+    seen = []
+    unsubscribe = pool.subscribe(seen.append, reports=False)
+    view = PoolWidget(pool)
+    running = start_map(pool, lambda x: gate.wait(30) and x, range(10))
+    wait_for(lambda: view.refresh() and view.last_report.status == "running")
+    job_id = view.last_report.job_id
+    view.buttons["HALT"].click()
+    view.buttons["RESUME"].click()
+    view.buttons["STOP"].click()
+    gate.set()
+    with pytest.raises(nbpar.StoppedError):
+        running.result(30)
+    view.close()
+    unsubscribe()
+    assert [(told.signal, told.for_map) for told in seen] == [
+        (nbpar.Signal.HALT, job_id), (nbpar.Signal.RESUME, job_id),
+        (nbpar.Signal.STOP, job_id)]

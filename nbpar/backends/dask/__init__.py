@@ -156,9 +156,15 @@ class DaskBackend:
                     self._refs.popitem(last=False)
             return future
 
+    def use_hooks(self, hooks) -> bool:
+        return False  # they go in each WorkerSetup, pickled once (the pool's _SetupFactory)
+
     # -- slots
     def extra_waitables(self):
         return []
+
+    def on_extra_ready(self, obj) -> bool:
+        return True  # (it has none to watch)
 
     def start(self, setup) -> WorkerHandle:
         with self._lock:
