@@ -36,6 +36,7 @@ __all__ = [
     "BatchDone",
     "BatchFailed",
     "DispatchFailed",
+    "DispatchHeld",
     "WorkerDied",
     "StartFailed",
     "CancelJob",
@@ -50,6 +51,7 @@ __all__ = [
     "ResultsConsumed",
     "StartWorker",
     "Dispatch",
+    "SendHeld",
     "ForgetFunc",
     "KillWorker",
     "RetireWorker",
@@ -141,6 +143,17 @@ class DispatchFailed(Event):
     worker_id: int
     batch_id: int
     error: BaseException
+
+
+@dataclass(slots=True)
+class DispatchHeld(Event):
+    """The Boss kept a batch back as its Dispatch asked (`hold_over`: its encoded body is
+    larger than that): the worker has not got it; it waits for a `SendHeld`."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_id", "nbytes")
+    worker_id: int
+    batch_id: int
+    nbytes: int
 
 
 @dataclass(slots=True)
@@ -277,6 +290,18 @@ class Dispatch(Instruction):
     batch: TaskBatch
     send_func: bool
     queued: bool  # the worker is still busy: this batch waits behind another
+    # (queued batches) a body encoded larger than this many bytes is not sent ahead: the
+    # Boss keeps it and says so (DispatchHeld), and sends it on SendHeld. None: send it.
+    hold_over: int | None = None
+
+
+@dataclass(slots=True)
+class SendHeld(Instruction):
+    """Send the batch the Boss holds for a worker (see DispatchHeld): its worker is free."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_id")
+    worker_id: int
+    batch_id: int
 
 
 @dataclass(slots=True)
@@ -346,6 +371,6 @@ class Shutdown(Instruction):
 
 # every event the state machine takes, for its table of handlers (state.py)
 EVENTS: tuple[type[Event], ...] = (
-    JobSubmitted, WorkerReady, BatchStarted, BatchDone, BatchFailed, DispatchFailed, WorkerDied,
-    StartFailed, CancelJob, Reshare, WorkerInitFailed, WorkerExited, SignalReceived,
-    ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed)
+    JobSubmitted, WorkerReady, BatchStarted, BatchDone, BatchFailed, DispatchFailed,
+    DispatchHeld, WorkerDied, StartFailed, CancelJob, Reshare, WorkerInitFailed, WorkerExited,
+    SignalReceived, ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed)

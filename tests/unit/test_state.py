@@ -20,6 +20,7 @@ from nbpar.sources import IterSource, ListSource
 from nbpar import state as st
 from nbpar.errors import (RemoteTraceback, SerializationError, StoppedError, TaskTimeoutError,
                           WorkerDiedError, capture)
+from nbpar.failures import FailurePolicy
 from nbpar.reports import Ledger, Report, TaskError, WorkerInfo
 from nbpar.scheduling import AdaptiveChunker, MaxThreadsScheduler
 from nbpar.signals import Signal
@@ -309,6 +310,82 @@ def test_streaming_job_delivers_each_batch():
     (deliver,) = of(out, st.Deliver)
     assert deliver.job is job
     assert list(deliver.indices) == [0] and deliver.results == [result("a")]
+
+
+# ----------------------------------------------------------------------------- held prefetches
+
+def _prefetching(n=1):
+    """A pool of `n` workers on tiny tasks, run until worker 0 gets a batch queued behind
+    the one it runs: (pool, that queued Dispatch)."""
+    pool = Pool(n, keep_alive=True)
+    pool.submit(make_job(range(10 ** 6)))
+    out = pool.ready(*range(n))
+    for _ in range(8):
+        queued = [d for d in of(out, st.Dispatch) if d.queued and d.worker_id == 0]
+        if queued:
+            return pool, queued[0]
+        out = pool.done(0, elapsed=2 ** -17 * len(pool.head(0).items))
+    raise AssertionError("no batch was queued")
+
+
+def test_only_a_queued_batch_may_be_held_back_and_the_machine_says_above_what_size():
+    pool, queued = _prefetching()
+    assert queued.hold_over == st.PREFETCH_MAX_BYTES == pool.state.prefetch_max_bytes
+    first = pool.head(0)
+    assert first is not queued.batch
+    pool.state.prefetch_max_bytes = 1000
+    out = pool.done(0, elapsed=2 ** -17 * len(first.items))
+    # the running batch never waits: it goes at once whatever its size
+    assert [d.hold_over for d in of(out, st.Dispatch) if not d.queued] == []
+    assert [d.hold_over for d in of(out, st.Dispatch) if d.queued] == [1000]
+
+
+def test_a_held_batch_is_sent_when_the_batch_before_it_is_done():
+    pool, queued = _prefetching()
+    held = queued.batch
+    running = pool.head(0)
+    assert pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6)) == []  # nothing sent yet
+    assert pool.state.withheld == {0: held.batch_id}
+    out = pool.done(0, elapsed=2 ** -17 * len(running.items))
+    sends = [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)]
+    assert sends == [(0, held.batch_id)]
+    assert pool.head(0) is held and pool.state.withheld == {}
+    # sent before anything queued behind it in the same step (the worker gets them in order)
+    kinds = [type(i) for i in out if isinstance(i, (st.SendHeld, st.Dispatch))]
+    assert kinds[0] is st.SendHeld
+
+
+def test_a_held_batch_is_sent_when_the_batch_before_it_failed():
+    pool, queued = _prefetching()
+    held, running = queued.batch, pool.head(0)
+    pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    out = pool.feed(st.BatchFailed(0, running.batch_id, [], payload_of(_explode, 1), 0.01))
+    assert [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)] == [(0, held.batch_id)]
+
+
+def test_a_batch_held_after_the_one_before_it_is_gone_is_sent_at_once():
+    """Both batches of a worker dispatched in one step; the first would not pickle, so its
+    worker is free before the Boss says it held the second: waiting would hang the map."""
+    pool, queued = _prefetching()
+    held, running = queued.batch, pool.head(0)
+    pool.feed(st.DispatchFailed(0, running.batch_id, SerializationError("no pickle")))
+    out = pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    assert [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)] == [(0, held.batch_id)]
+    assert pool.state.withheld == {}
+
+
+def test_a_held_batch_of_a_dead_worker_is_forgotten_and_its_items_run_again():
+    pool, queued = _prefetching()
+    job = pool.state.last_job
+    job.failure = FailurePolicy(on_error="collect")  # the map goes on after the death
+    held = queued.batch
+    pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    out = pool.died(0)
+    assert pool.state.withheld == {} and of(out, st.SendHeld) == []
+    assert list(held.indices) in [list(indices) for indices, _ in job.requeued]
+    again = of(pool.ready(0), st.Dispatch)[0]  # the new worker gets them, sent as usual
+    assert list(again.batch.indices)[:len(held.indices)] == list(held.indices)
+    assert not again.queued and again.hold_over is None
 
 
 # ----------------------------------------------------------------------------- finishing
