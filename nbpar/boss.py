@@ -330,6 +330,12 @@ class BossThread:
             result = None
         self._handle(ev.WorkerExited(wid, result, msg.error, self._exit_hooked.get(wid, True)))
 
+    def _on_no_workers(self, wid: int, handle: WorkerHandle, msg: m.NoWorkers) -> None:
+        self._handle(ev.ClusterEmpty(wid, msg.since, msg.timeout, msg.cluster, msg.setting))
+
+    def _on_workers_back(self, wid: int, handle: WorkerHandle, msg: m.WorkersBack) -> None:
+        self._handle(ev.ClusterBack(wid))
+
     def _measure(self, wid: int, handle: WorkerHandle) -> None:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
         (RSS would count again the pages a forked worker shares with its parent)."""
@@ -464,6 +470,9 @@ class BossThread:
         if handle is not None:
             handle.inherited.discard(instr.key)
         self._send(instr.worker_id, m.Forget(instr.key))
+
+    def _drop_batches(self, instr: ev.DropBatches) -> None:
+        self._send(instr.worker_id, m.Drop(instr.batch_ids))
 
     def _reply(self, instr: ev.Reply) -> None:
         if instr.reply is not None and not instr.reply.done():
@@ -608,6 +617,8 @@ _FROM_WORKER: dict[type, Callable[[BossThread, int, WorkerHandle, Any], None]] =
     m.Ready: BossThread._on_worker_ready,
     m.InitFailed: BossThread._on_init_failed,
     m.Exited: BossThread._on_exited,
+    m.NoWorkers: BossThread._on_no_workers,
+    m.WorkersBack: BossThread._on_workers_back,
 }
 
 # each kind of instruction -> the Boss's method that carries it out
@@ -620,6 +631,7 @@ _INSTRUCTIONS: dict[type[ev.Instruction], Callable[[BossThread, Any], None]] = {
     ev.KillWorker: BossThread._kill,
     ev.RetireWorker: BossThread._retire,
     ev.ForgetFunc: BossThread._forget_func,
+    ev.DropBatches: BossThread._drop_batches,
     ev.Reply: BossThread._reply,
     ev.ApplyShared: BossThread._apply_shared,
     ev.Shutdown: BossThread._shut_down,

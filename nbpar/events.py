@@ -49,10 +49,13 @@ __all__ = [
     "Tick",
     "WorkerMeasured",
     "ResultsConsumed",
+    "ClusterEmpty",
+    "ClusterBack",
     "StartWorker",
     "Dispatch",
     "SendHeld",
     "ForgetFunc",
+    "DropBatches",
     "KillWorker",
     "RetireWorker",
     "Deliver",
@@ -260,6 +263,30 @@ class ResultsConsumed(Event):
     n: int
 
 
+@dataclass(slots=True)
+class ClusterEmpty(Event):
+    """A worker slot whose batches run on a cluster (Dask's) found it without workers, since
+    `since` (time.monotonic() at the first look that found none; said again at each look
+    while batches wait). `timeout`: the wait its settings allow; `cluster` and `setting`:
+    how an error names the cluster and that setting. What follows is the state machine's
+    policy (no_workers.py), not the slot's."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "since")
+    worker_id: int
+    since: float
+    timeout: float
+    cluster: str
+    setting: str
+
+
+@dataclass(slots=True)
+class ClusterBack(Event):
+    """The slot's cluster has workers again (a look found some, or a batch ran)."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id",)
+    worker_id: int
+
+
 # ----------------------------------------------------------------------------- instructions
 
 @dataclass(slots=True)
@@ -311,6 +338,16 @@ class ForgetFunc(Instruction):
     ids: ClassVar[tuple[str, ...]] = ("worker_id", "key")
     worker_id: int
     key: int
+
+
+@dataclass(slots=True)
+class DropBatches(Instruction):
+    """A slot is to cancel these batches and send nothing of them back: the machine failed
+    them without their running (their cluster had no workers, see ClusterEmpty)."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_ids")
+    worker_id: int
+    batch_ids: tuple[int, ...]
 
 
 @dataclass(slots=True)
@@ -373,4 +410,5 @@ class Shutdown(Instruction):
 EVENTS: tuple[type[Event], ...] = (
     JobSubmitted, WorkerReady, BatchStarted, BatchDone, BatchFailed, DispatchFailed,
     DispatchHeld, WorkerDied, StartFailed, CancelJob, Reshare, WorkerInitFailed, WorkerExited,
-    SignalReceived, ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed)
+    SignalReceived, ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed,
+    ClusterEmpty, ClusterBack)

@@ -26,12 +26,14 @@ from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedErr
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
 from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,
-                     CancelJob, DeadlinePassed, Deliver, Dispatch, DispatchFailed, DispatchHeld,
-                     Event, FinishJob, ForgetFunc, Instruction, JobSubmitted, KillWorker, Reply,
+                     CancelJob, ClusterBack, ClusterEmpty, DeadlinePassed, Deliver, Dispatch,
+                     DispatchFailed, DispatchHeld, DropBatches, Event, FinishJob, ForgetFunc,
+                     Instruction, JobSubmitted, KillWorker, Reply,
                      ReportRequested, Reshare, ResultsConsumed, RetireWorker, SendHeld,
                      Shutdown, SignalReceived, StartFailed, StartWorker, Tick, WorkerDied,
                      WorkerExited, WorkerInitFailed, WorkerMeasured, WorkerReady)
 from .messages import progress_span
+from .no_workers import NoWorkersPolicy, Spell
 from .reports import Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, Running, Scheduler
 from .signals import Signal
@@ -341,6 +343,7 @@ class BossState:
         # worker id -> the batch the Boss holds back for it (DispatchHeld): queued behind the
         # one it runs, sent (SendHeld) when that one leaves its queue; at most one a worker
         self.withheld: dict[int, int] = {}
+        self.no_workers = NoWorkersPolicy()  # slots whose cluster has no workers, and since
         self._stimuli = 0  # the last event's stimulus_id
         self.story: deque[Step] = deque(maxlen=STORY_LENGTH)  # the last steps (story.py)
 
@@ -480,6 +483,7 @@ class BossState:
     def _on_WorkerDied(self, ev: WorkerDied, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
         self.withheld.pop(slot.id, None)  # (its batches go back to their maps below)
+        self.no_workers.back(slot.id)  # a new slot looks afresh
         reason, was = slot.kill_reason, slot.state
         self._all_up = False
         batches = list(slot.queue)
@@ -622,6 +626,29 @@ class BossState:
         if self.max_memory is not None and ev.rss > self.max_memory and slot.state in (
                 "idle", "busy") and (slot.queue or slot.since_start):  # after a task only
             slot.over_memory = True  # like loky's leak guard: a fresh process replaces it
+
+    def _on_ClusterEmpty(self, ev: ClusterEmpty, now: float, out: list[Instruction]) -> None:
+        """A slot's look found its cluster without workers: once the spell has lasted the
+        wait allowed (no_workers.py), its batches fail as a failed task does -- the map's
+        failure policy decides what then -- and the slot drops them."""
+        slot = self.slots[ev.worker_id]
+        if not slot.alive:
+            return  # (a look posted before the slot was killed)
+        spell = Spell(ev.since, ev.timeout, ev.cluster, ev.setting)
+        if not self.no_workers.empty(slot.id, spell, now):
+            return
+        dropped = []
+        for batch in list(slot.queue):
+            if slot.kill_reason is not None:
+                break  # the map failed and its slot is killed: the kill ends the rest
+            dropped.append(batch.batch_id)
+            self._on_BatchFailed(BatchFailed(slot.id, batch.batch_id, [], spell.error(slot.id),
+                                             0.0), now, out)
+        if dropped:
+            out.append(DropBatches(slot.id, tuple(dropped)))
+
+    def _on_ClusterBack(self, ev: ClusterBack, now: float, out: list[Instruction]) -> None:
+        self.no_workers.back(ev.worker_id)
 
     def _on_Tick(self, ev: Tick, now: float, out: list[Instruction]) -> None:
         pass

@@ -59,6 +59,9 @@ def _slots(state: BossState) -> Any:
                 yield f"{where}: holds batch {batch.batch_id} of worker {batch.worker_id}"
             if batch.job.in_flight.get(batch.batch_id) is not batch:
                 yield f"{where}: batch {batch.batch_id} is not in flight for map {batch.job.id}"
+    for wid in state.no_workers.spells:
+        if not state.slots[wid].alive:
+            yield f"worker {wid}: dead, yet its cluster's spell without workers is kept"
     for wid, batch_id in state.withheld.items():  # (a held head would never be sent)
         queue = state.slots[wid].queue
         if not any(b.batch_id == batch_id for b in list(queue)[1:]):
