@@ -48,8 +48,6 @@ from .signals import Signal
 from .usage import UsageSampler
 from .worker import first_unpicklable
 
-_PREFETCH_MAX_BYTES = 64 * 1024  # a queued batch larger than this waits for its worker
-
 _log = logging.getLogger("nbpar.boss")
 
 # what a waitable the Boss watches is: its control pipe, a worker's channel, stdout or stderr
@@ -129,8 +127,8 @@ class BossThread:
         self.handles: dict[int, WorkerHandle] = {}  # worker id -> its handle
         self._waitables: dict[Any, tuple[WaitKind, int | None]] = {}  # -> (kind, worker id)
         self._partial: dict[int, bytes] = {}  # output fd -> bytes of an unfinished line
-        self._deferred: dict[int, list[m.Batch]] = {}  # worker id -> batches waiting for the
-        # worker to be free
+        self._held: dict[int, m.Batch] = {}  # worker id -> the encoded batch kept back for
+        # it, as a Dispatch asked (hold_over), until the machine says SendHeld
         self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
         self._events: deque[ev.Event] = deque()
         self._ready: set[Any] = set()  # what the last wait found ready
@@ -300,7 +298,6 @@ class BossThread:
     # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
     def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
         self._drain_outputs(wid)
-        self._send_deferred(wid)
         if self._measure_rss:
             self._measure(wid, handle)
         try:
@@ -314,7 +311,6 @@ class BossThread:
 
     def _on_failed(self, wid: int, handle: WorkerHandle, msg: m.Failed) -> None:
         self._drain_outputs(wid)
-        self._send_deferred(wid)
         try:
             results = handle.channel.decode(msg.body)
         except Exception:  # noqa: BLE001 - the error itself matters more
@@ -351,6 +347,12 @@ class BossThread:
             result = None
         self._handle(ev.WorkerExited(wid, result, msg.error, self._exit_hooked.get(wid, True)))
 
+    def _on_no_workers(self, wid: int, handle: WorkerHandle, msg: m.NoWorkers) -> None:
+        self._handle(ev.ClusterEmpty(wid, msg.since, msg.timeout, msg.cluster, msg.setting))
+
+    def _on_workers_back(self, wid: int, handle: WorkerHandle, msg: m.WorkersBack) -> None:
+        self._handle(ev.ClusterBack(wid))
+
     def _measure(self, wid: int, handle: WorkerHandle) -> None:
         """A worker's own memory, for a scheduler that budgets memory: its unique set size
         (RSS would count again the pages a forked worker shares with its parent)."""
@@ -386,7 +388,7 @@ class BossThread:
         position = self.backend.position(wid)
         for obj in [o for o, (_, w) in self._waitables.items() if w == wid]:
             self._forget(obj)
-        self._deferred.pop(wid, None)
+        self._held.pop(wid, None)
         self.backend.release(handle)
         self._handle(ev.WorkerDied(wid, exitcode, position, handle.lost))
 
@@ -486,6 +488,9 @@ class BossThread:
             handle.inherited.discard(instr.key)
         self._send(instr.worker_id, m.Forget(instr.key))
 
+    def _drop_batches(self, instr: ev.DropBatches) -> None:
+        self._send(instr.worker_id, m.Drop(instr.batch_ids))
+
     def _reply(self, instr: ev.Reply) -> None:
         if instr.reply is not None and not instr.reply.done():
             instr.reply.set_result(self._with_usage(instr.report))
@@ -536,14 +541,18 @@ class BossThread:
             return
         job.caller.started()
         msg = m.Batch(batch.batch_id, job.func_key, job.star, body)
-        if instr.queued and isinstance(body, bytes) and len(body) > _PREFETCH_MAX_BYTES:
-            self._deferred.setdefault(wid, []).append(msg)
+        hold_over = instr.hold_over
+        if hold_over is not None and isinstance(body, bytes) and len(body) > hold_over:
+            self._held[wid] = msg  # as asked: the machine says when to send it
+            self._events.append(ev.DispatchHeld(wid, batch.batch_id, len(body)))
             return
         self._send(wid, msg)
 
-    def _send_deferred(self, wid: int) -> None:
-        for msg in self._deferred.pop(wid, ()):
-            self._send(wid, msg)
+    def _send_held(self, instr: ev.SendHeld) -> None:
+        msg = self._held.get(instr.worker_id)
+        if msg is not None and msg.batch_id == instr.batch_id:
+            del self._held[instr.worker_id]
+            self._send(instr.worker_id, msg)
 
     def _send(self, wid: int, msg: Any) -> None:
         handle = self.handles.get(wid)
@@ -625,17 +634,21 @@ _FROM_WORKER: dict[type, Callable[[BossThread, int, WorkerHandle, Any], None]] =
     m.Ready: BossThread._on_worker_ready,
     m.InitFailed: BossThread._on_init_failed,
     m.Exited: BossThread._on_exited,
+    m.NoWorkers: BossThread._on_no_workers,
+    m.WorkersBack: BossThread._on_workers_back,
 }
 
 # each kind of instruction -> the Boss's method that carries it out
 _INSTRUCTIONS: dict[type[ev.Instruction], Callable[[BossThread, Any], None]] = {
     ev.Dispatch: BossThread._dispatch,
+    ev.SendHeld: BossThread._send_held,
     ev.Deliver: BossThread._deliver,
     ev.FinishJob: BossThread._finish_job,
     ev.StartWorker: BossThread._start_worker,
     ev.KillWorker: BossThread._kill,
     ev.RetireWorker: BossThread._retire,
     ev.ForgetFunc: BossThread._forget_func,
+    ev.DropBatches: BossThread._drop_batches,
     ev.Reply: BossThread._reply,
     ev.ApplyShared: BossThread._apply_shared,
     ev.Shutdown: BossThread._shut_down,

@@ -19,6 +19,12 @@ one call `_work(WorkerClass, name, instructions)` submitted to it, so the pool's
 state machine, scheduler, signals, crash handling and reports do the work. What this module adds
 is the matching (which Worker class takes a set), the bookkeeping of sets and their reports,
 and taylorism's error rule: an error in one task stops the others (STOP_RIGHTNOW).
+
+Nor does it keep a status of its own: a BossReport's status is derived, each time it is
+asked for, from what the pool says -- each set's outcome as its call ended (a result, a
+StoppedError, an error) and the pool's own report (halted or not) -- by `status_of`. So a
+signal sent to the pool by any way (this Boss's `send`, `boss.pool`, a PoolWidget's buttons)
+shows in the Boss's status as it shows in the pool's report.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import StoppedError, describe
 from .pool import WorkerPool
@@ -148,6 +155,46 @@ def combine(common, individual) -> list:
     return [{**common, **{k: list(v)[i] for k, v in individual.items()}} for i in range(count)]
 
 
+# What a Boss is doing (see status_of)
+Status = Literal["idle", "halted", "running", "finished", "stopped", "failed"]
+
+
+def status_of(sets: int, working: bool, done: int, stopped: int, failed: int,
+              pool_halted: bool) -> Status:
+    """A Boss's status, from its sets' outcomes as the pool gave them and the pool's report.
+
+    `sets`: instruction sets given; `working`: handed to the pool (make_them_work was
+    called); `done`, `stopped`, `failed`: sets whose call ended with a result, stopped
+    (StoppedError, or cancelled before it ran) or with an error; `pool_halted`: the pool's
+    report says it is halted (`Report.pool_halted`). The first row that holds decides:
+
+    ====================================================  ==========
+    no sets                                               "idle"
+    sets given, none handed to the pool yet               "halted"
+    a set failed (the others were stopped)                "failed"
+    a set was stopped (STOP, STOP_RIGHTNOW)               "stopped"
+    every set done                                        "finished"
+    the pool is halted (HALT, until RESUME or a STOP)     "halted"
+    otherwise                                             "running"
+    ====================================================  ==========
+
+    So it moves idle -> halted (sets given) -> running (make_them_work) <-> halted (HALT,
+    RESUME), and ends finished, stopped or failed; a set given after the end starts it
+    again (finished -> running).
+    """
+    if not sets:
+        return "idle"
+    if not working:
+        return "halted"
+    if failed:
+        return "failed"
+    if stopped:
+        return "stopped"
+    if done == sets:
+        return "finished"
+    return "halted" if pool_halted else "running"
+
+
 @dataclass(frozen=True)
 class BossReport:
     """A snapshot of a Boss's work.
@@ -159,7 +206,7 @@ class BossReport:
     `errors`: `nbpar.TaskError`s (item = the instruction set). `workers`: the pool's workers.
     """
 
-    status: str
+    status: Status
     total: int
     done: int
     failed: int
@@ -213,7 +260,10 @@ class Boss:
         self._finished: list = []  # (set, report), completion order
         self._errors: list = []
         self._error: BaseException | None = None
-        self._working = self._ending = self._stopped = self._halted = False
+        self._n_stopped = 0  # sets whose call the pool stopped (or cancelled before it ran)
+        self._working = False  # the sets were handed to the pool (make_them_work)
+        self._ending = False
+        self._stopped = False  # a STOP was sent through this Boss: it takes no more sets
         self._started_at: float | None = None
         self._ended_at: float | None = None
 
@@ -240,7 +290,6 @@ class Boss:
         with self._lock:
             first = not self._working
             self._working = True
-            self._halted = False
             held = [s for s in self._sets if s.future is None] if first else []
             if self._started_at is None:
                 self._started_at = time.monotonic()
@@ -268,7 +317,9 @@ class Boss:
                 self._finished.append((s, report))
                 if self.verbose:
                     log.info("%s: %s", s.name, describe(report))
-            elif exc is not None and not isinstance(exc, StoppedError):
+            elif exc is None or isinstance(exc, StoppedError):  # (cancelled, or stopped)
+                self._n_stopped += 1
+            else:
                 cause = exc.__cause__
                 self._errors.append(TaskError(s.instructions, s.index, type(exc).__name__,
                                               str(exc), getattr(cause, "tb", "") or "", None))
@@ -293,12 +344,8 @@ class Boss:
             return self.get_report()
         if signal is Signal.END:
             return self.end()
-        with self._lock:
-            if signal is Signal.HALT:
-                self._halted = True
-            elif signal in (Signal.RESUME, Signal.STOP, Signal.STOP_RIGHTNOW):
-                self._halted = False
-            if signal in (Signal.STOP, Signal.STOP_RIGHTNOW):
+        if signal in (Signal.STOP, Signal.STOP_RIGHTNOW):
+            with self._lock:
                 self._stopped = True
         self.pool.send(signal)
         return None
@@ -329,12 +376,14 @@ class Boss:
 
     def get_report(self, interim=True) -> BossReport | None:
         """A BossReport now (`interim=True`), or only once everything has finished (else None)."""
+        pool_report = self.pool.report()  # (asked first: the pool's signals before it count)
         with self._lock:
             sets = list(self._sets)
             finished = list(self._finished)
             errors = tuple(self._errors)
             settled = bool(sets) and self._seen == len(sets)
-            status = self._status(settled)
+            status = status_of(len(sets), self._working, len(finished), self._n_stopped,
+                               len(errors), pool_report.pool_halted)
             now = (self._ended_at if settled and self._ended_at is not None
                    else time.monotonic())
             elapsed = now - self._started_at if self._started_at is not None else 0.0
@@ -347,18 +396,7 @@ class Boss:
         return BossReport(status, len(sets), len(finished), len(errors), elapsed,
                           tuple({"name": s.name, "instructions": s.instructions, "report": r}
                                 for s, r in finished),
-                          pending, errors, self.pool.report().workers)
-
-    def _status(self, settled) -> str:
-        if not self._sets:
-            return "idle"
-        if self._errors:
-            return "failed"
-        if settled:
-            return "stopped" if len(self._finished) < len(self._sets) else "finished"
-        if self._stopped:
-            return "stopped"
-        return "halted" if self._halted or not self._working else "running"
+                          pending, errors, pool_report.workers)
 
     # -- context manager
     def __enter__(self):

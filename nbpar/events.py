@@ -36,6 +36,7 @@ __all__ = [
     "BatchDone",
     "BatchFailed",
     "DispatchFailed",
+    "DispatchHeld",
     "WorkerDied",
     "StartFailed",
     "CancelJob",
@@ -48,9 +49,13 @@ __all__ = [
     "Tick",
     "WorkerMeasured",
     "ResultsConsumed",
+    "ClusterEmpty",
+    "ClusterBack",
     "StartWorker",
     "Dispatch",
+    "SendHeld",
     "ForgetFunc",
+    "DropBatches",
     "KillWorker",
     "RetireWorker",
     "Deliver",
@@ -141,6 +146,17 @@ class DispatchFailed(Event):
     worker_id: int
     batch_id: int
     error: BaseException
+
+
+@dataclass(slots=True)
+class DispatchHeld(Event):
+    """The Boss kept a batch back as its Dispatch asked (`hold_over`: its encoded body is
+    larger than that): the worker has not got it; it waits for a `SendHeld`."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_id", "nbytes")
+    worker_id: int
+    batch_id: int
+    nbytes: int
 
 
 @dataclass(slots=True)
@@ -247,6 +263,30 @@ class ResultsConsumed(Event):
     n: int
 
 
+@dataclass(slots=True)
+class ClusterEmpty(Event):
+    """A worker slot whose batches run on a cluster (Dask's) found it without workers, since
+    `since` (time.monotonic() at the first look that found none; said again at each look
+    while batches wait). `timeout`: the wait its settings allow; `cluster` and `setting`:
+    how an error names the cluster and that setting. What follows is the state machine's
+    policy (no_workers.py), not the slot's."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "since")
+    worker_id: int
+    since: float
+    timeout: float
+    cluster: str
+    setting: str
+
+
+@dataclass(slots=True)
+class ClusterBack(Event):
+    """The slot's cluster has workers again (a look found some, or a batch ran)."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id",)
+    worker_id: int
+
+
 # ----------------------------------------------------------------------------- instructions
 
 @dataclass(slots=True)
@@ -277,6 +317,18 @@ class Dispatch(Instruction):
     batch: TaskBatch
     send_func: bool
     queued: bool  # the worker is still busy: this batch waits behind another
+    # (queued batches) a body encoded larger than this many bytes is not sent ahead: the
+    # Boss keeps it and says so (DispatchHeld), and sends it on SendHeld. None: send it.
+    hold_over: int | None = None
+
+
+@dataclass(slots=True)
+class SendHeld(Instruction):
+    """Send the batch the Boss holds for a worker (see DispatchHeld): its worker is free."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_id")
+    worker_id: int
+    batch_id: int
 
 
 @dataclass(slots=True)
@@ -286,6 +338,16 @@ class ForgetFunc(Instruction):
     ids: ClassVar[tuple[str, ...]] = ("worker_id", "key")
     worker_id: int
     key: int
+
+
+@dataclass(slots=True)
+class DropBatches(Instruction):
+    """A slot is to cancel these batches and send nothing of them back: the machine failed
+    them without their running (their cluster had no workers, see ClusterEmpty)."""
+
+    ids: ClassVar[tuple[str, ...]] = ("worker_id", "batch_ids")
+    worker_id: int
+    batch_ids: tuple[int, ...]
 
 
 @dataclass(slots=True)
@@ -346,6 +408,7 @@ class Shutdown(Instruction):
 
 # every event the state machine takes, for its table of handlers (state.py)
 EVENTS: tuple[type[Event], ...] = (
-    JobSubmitted, WorkerReady, BatchStarted, BatchDone, BatchFailed, DispatchFailed, WorkerDied,
-    StartFailed, CancelJob, Reshare, WorkerInitFailed, WorkerExited, SignalReceived,
-    ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed)
+    JobSubmitted, WorkerReady, BatchStarted, BatchDone, BatchFailed, DispatchFailed,
+    DispatchHeld, WorkerDied, StartFailed, CancelJob, Reshare, WorkerInitFailed, WorkerExited,
+    SignalReceived, ReportRequested, DeadlinePassed, Tick, WorkerMeasured, ResultsConsumed,
+    ClusterEmpty, ClusterBack)

@@ -65,6 +65,31 @@ class Retire:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """(to a Dask slot) The state machine failed these batches (their cluster had no
+    workers): cancel them; nothing of theirs is to be sent back."""
+
+    batch_ids: tuple
+
+
+# worker -> Boss: what a slot whose batches run on a cluster sees of it (nbpar/no_workers.py)
+@dataclass(frozen=True, slots=True)
+class NoWorkers:
+    """The cluster has had no workers since `since` (time.monotonic(), the first look that
+    found none); said at each look while batches wait."""
+
+    since: float
+    timeout: float  # the wait the cluster's settings allow
+    cluster: str  # how an error names the cluster
+    setting: str  # and where that wait is set
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersBack:
+    """The cluster has workers again (a look found some, or a batch ran)."""
+
+
 # worker -> Boss
 @dataclass(frozen=True, slots=True)
 class Ready:

@@ -26,12 +26,14 @@ from .errors import (ErrorPayload, StoppedError, TaskTimeoutError, WorkerDiedErr
                      describe, rebuild, where)
 # the vocabulary (events in, instructions out), re-exported: callers say st.Dispatch
 from .events import (EVENTS, ApplyShared, BatchDone, BatchFailed, BatchStarted,
-                     CancelJob, DeadlinePassed, Deliver, Dispatch, DispatchFailed, Event,
-                     FinishJob, ForgetFunc, Instruction, JobSubmitted, KillWorker, Reply,
-                     ReportRequested, Reshare, ResultsConsumed, RetireWorker, Shutdown,
-                     SignalReceived, StartFailed, StartWorker, Tick, WorkerDied, WorkerExited,
-                     WorkerInitFailed, WorkerMeasured, WorkerReady)
+                     CancelJob, ClusterBack, ClusterEmpty, DeadlinePassed, Deliver, Dispatch,
+                     DispatchFailed, DispatchHeld, DropBatches, Event, FinishJob, ForgetFunc,
+                     Instruction, JobSubmitted, KillWorker, Reply,
+                     ReportRequested, Reshare, ResultsConsumed, RetireWorker, SendHeld,
+                     Shutdown, SignalReceived, StartFailed, StartWorker, Tick, WorkerDied,
+                     WorkerExited, WorkerInitFailed, WorkerMeasured, WorkerReady)
 from .messages import progress_span
+from .no_workers import NoWorkersPolicy, Spell
 from .reports import Ledger, Report, TaskError, WorkerInfo
 from .scheduling import AdaptiveChunker, JobsLimit, Running, Scheduler
 from .signals import Signal
@@ -196,6 +198,11 @@ def describe_exit(exitcode: int | None) -> str:
 
 
 SETUP_TIMEOUT = 60.0  # seconds a dispatched batch may take to start (unpickling, imports)
+# A batch queued behind another (a prefetch) whose encoded body is larger than this is not
+# sent ahead: it waits, kept by the Boss, until its worker is free. A worker busy with one
+# batch would hold a second large one in its pipe and memory for nothing; small ones go at
+# once, so that the worker never waits for the round trip.
+PREFETCH_MAX_BYTES = 64 * 1024
 
 
 class JobTable:
@@ -346,6 +353,11 @@ class BossState:
         self.init_broken = False  # worker_init failed: start no worker until new work comes
         self.resharing: list[Any] = []  # new shared objects waiting for the old workers to
         # go
+        self.prefetch_max_bytes = PREFETCH_MAX_BYTES  # (see PREFETCH_MAX_BYTES)
+        # worker id -> the batch the Boss holds back for it (DispatchHeld): queued behind the
+        # one it runs, sent (SendHeld) when that one leaves its queue; at most one a worker
+        self.withheld: dict[int, int] = {}
+        self.no_workers = NoWorkersPolicy()  # slots whose cluster has no workers, and since
         self._stimuli = 0  # the last event's stimulus_id
         self.story: deque[Step] = deque(maxlen=STORY_LENGTH)  # the last steps (story.py)
 
@@ -440,7 +452,7 @@ class BossState:
                 return
 
     def _on_BatchDone(self, ev: BatchDone, now: float, out: list[Instruction]) -> None:
-        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now, out)
         if batch is None:
             return
         self._account(slot, batch, len(ev.results), ev.elapsed)
@@ -448,7 +460,7 @@ class BossState:
         self._record(batch.job, batch.indices, ev.results, out)
 
     def _on_BatchFailed(self, ev: BatchFailed, now: float, out: list[Instruction]) -> None:
-        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now, out)
         if batch is None:
             return
         n = len(ev.results)
@@ -464,7 +476,7 @@ class BossState:
         self._task_error(job, item, index, ev.worker_id, exc, out, rest)
 
     def _on_DispatchFailed(self, ev: DispatchFailed, now: float, out: list[Instruction]) -> None:
-        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now)
+        slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now, out)
         if batch is None:
             return
         item = getattr(ev.error, "item", batch.items[0])
@@ -473,8 +485,19 @@ class BossState:
                  [x for i, x in zip(batch.indices, batch.items) if i != index])]
         self._task_error(batch.job, item, index, ev.worker_id, ev.error, out, rest)
 
+    def _on_DispatchHeld(self, ev: DispatchHeld, now: float, out: list[Instruction]) -> None:
+        slot = self.slots[ev.worker_id]
+        if not any(b.batch_id == ev.batch_id for b in slot.queue):
+            return  # it left its queue meanwhile (its worker died): nothing to send
+        if slot.queue[0].batch_id == ev.batch_id:  # the batch before it is gone already
+            out.append(SendHeld(slot.id, ev.batch_id))
+        else:
+            self.withheld[slot.id] = ev.batch_id
+
     def _on_WorkerDied(self, ev: WorkerDied, now: float, out: list[Instruction]) -> None:
         slot = self.slots[ev.worker_id]
+        self.withheld.pop(slot.id, None)  # (its batches go back to their maps below)
+        self.no_workers.back(slot.id)  # a new slot looks afresh
         reason, was = slot.kill_reason, slot.state
         self._all_up = False
         batches = list(slot.queue)
@@ -618,6 +641,29 @@ class BossState:
                 "idle", "busy") and (slot.queue or slot.since_start):  # after a task only
             slot.over_memory = True  # like loky's leak guard: a fresh process replaces it
 
+    def _on_ClusterEmpty(self, ev: ClusterEmpty, now: float, out: list[Instruction]) -> None:
+        """A slot's look found its cluster without workers: once the spell has lasted the
+        wait allowed (no_workers.py), its batches fail as a failed task does -- the map's
+        failure policy decides what then -- and the slot drops them."""
+        slot = self.slots[ev.worker_id]
+        if not slot.alive:
+            return  # (a look posted before the slot was killed)
+        spell = Spell(ev.since, ev.timeout, ev.cluster, ev.setting)
+        if not self.no_workers.empty(slot.id, spell, now):
+            return
+        dropped = []
+        for batch in list(slot.queue):
+            if slot.kill_reason is not None:
+                break  # the map failed and its slot is killed: the kill ends the rest
+            dropped.append(batch.batch_id)
+            self._on_BatchFailed(BatchFailed(slot.id, batch.batch_id, [], spell.error(slot.id),
+                                             0.0), now, out)
+        if dropped:
+            out.append(DropBatches(slot.id, tuple(dropped)))
+
+    def _on_ClusterBack(self, ev: ClusterBack, now: float, out: list[Instruction]) -> None:
+        self.no_workers.back(ev.worker_id)
+
     def _on_Tick(self, ev: Tick, now: float, out: list[Instruction]) -> None:
         pass
 
@@ -627,8 +673,8 @@ class BossState:
             job.consumed += ev.n
 
     # -- helpers
-    def _pop_batch(self, worker_id: int, batch_id: int,
-                   now: float) -> tuple[WorkerSlot, TaskBatch | None]:
+    def _pop_batch(self, worker_id: int, batch_id: int, now: float,
+                   out: list[Instruction]) -> tuple[WorkerSlot, TaskBatch | None]:
         slot = self.slots[worker_id]
         for batch in slot.queue:
             if batch.batch_id == batch_id:
@@ -643,6 +689,9 @@ class BossState:
             if not self.clock_at_start:
                 slot.queue[0].started_at = slot.queue[0].started_at or now
             self.deadlines.push(self, slot)
+            if self.withheld and self.withheld.get(slot.id) == slot.queue[0].batch_id:
+                del self.withheld[slot.id]  # its worker is free for it now
+                out.append(SendHeld(slot.id, slot.queue[0].batch_id))
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -861,7 +910,8 @@ class BossState:
             if lifespan is not None:
                 self._lifespan_given = True
             send_func = self._remember_func(slot, job.func_key, out)
-            out.append(Dispatch(slot.id, batch, send_func, queued))
+            out.append(Dispatch(slot.id, batch, send_func, queued,
+                                self.prefetch_max_bytes if queued else None))
             return True
         return False
 

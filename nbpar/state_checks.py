@@ -42,7 +42,8 @@ def _problems(state: BossState) -> Any:
 
 
 def _slots(state: BossState) -> Any:
-    """Every queued batch is on a live worker, in its map's in_flight, at most two a worker."""
+    """Every queued batch is on a live worker, in its map's in_flight, at most two a worker;
+    a batch the Boss holds back waits behind the one its worker runs."""
     for slot in state.slots:
         where = f"worker {slot.id} ({slot.state})"
         if slot.state not in SLOT_STATES:
@@ -58,6 +59,13 @@ def _slots(state: BossState) -> Any:
                 yield f"{where}: holds batch {batch.batch_id} of worker {batch.worker_id}"
             if batch.job.in_flight.get(batch.batch_id) is not batch:
                 yield f"{where}: batch {batch.batch_id} is not in flight for map {batch.job.id}"
+    for wid in state.no_workers.spells:
+        if not state.slots[wid].alive:
+            yield f"worker {wid}: dead, yet its cluster's spell without workers is kept"
+    for wid, batch_id in state.withheld.items():  # (a held head would never be sent)
+        queue = state.slots[wid].queue
+        if not any(b.batch_id == batch_id for b in list(queue)[1:]):
+            yield f"worker {wid}: batch {batch_id} held back, but not queued behind another"
 
 
 def _jobs(state: BossState) -> Any:

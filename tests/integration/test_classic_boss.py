@@ -99,6 +99,30 @@ def test_stop_lets_running_tasks_finish_and_keeps_the_rest_pending():
         boss.set_instructions({}, dict(number=[1]))
 
 
+def test_the_status_agrees_with_the_pools_report_whoever_sent_the_signal():
+    """HALT, RESUME and STOP sent to the pool itself (as a PoolWidget's buttons do) show in
+    the Boss's status as in the pool's report; a Boss keeping a status of its own would
+    still say "running"."""
+    boss = nbpar.Boss(n_jobs=2, start_method="threading")
+    boss.set_instructions(dict(nap=0.05), dict(number=list(range(40))))
+    boss.make_them_work()
+    wait_for(lambda: boss.get_report().done >= 2, what="some work done")
+    boss.pool.halt()
+    assert boss.pool.report().pool_halted and boss.get_report().status == "halted"
+    boss.pool.resume()
+    assert not boss.pool.report().pool_halted and boss.get_report().status == "running"
+    boss.send(nbpar.Signal.HALT)  # and the Boss's own signals reach the pool's report
+    assert boss.pool.report().pool_halted and boss.get_report().status == "halted"
+    boss.pool.resume()
+    assert boss.get_report().status == "running"
+    boss.pool.stop()  # the pool stops the sets not started at once
+    wait_for(lambda: boss.get_report().status == "stopped", what="the sets stopped")
+    boss.wait_till_finished()
+    report = boss.get_report()
+    assert report.status == "stopped" and report.failed == 0
+    assert report.done + len(report.pending) == 40 and report.pending
+
+
 def test_stop_rightnow_kills_running_tasks():
     boss = nbpar.Boss(n_jobs=2, start_method="forkserver")
     boss.set_instructions({}, dict(sleep_for=[60, 60, 60]))

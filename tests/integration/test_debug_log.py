@@ -63,3 +63,17 @@ def test_an_output_sink_that_raises_is_logged_and_the_map_goes_on(caplog):
     failures = [r for r in caplog.records
                 if r.name == "nbpar.boss" and r.getMessage().startswith("the output sink")]
     assert failures and failures[0].exc_info[0] is RuntimeError
+
+
+def test_a_large_batch_queued_behind_another_is_held_until_its_worker_is_free():
+    """Tiny tasks on large items: each batch queued behind a running one is larger than the
+    machine lets go ahead, so the Boss holds it and says so (DispatchHeld); the machine
+    sends each (SendHeld) as the batch before it is done, and the map completes."""
+    items = [bytes(100_000)] * 200
+    with nbpar.WorkerPool(1, start_method="forkserver") as pool:
+        assert pool.map(len, items) == [100_000] * 200
+        story = pool.debug_log()
+    held = [e for e in story if e.event.startswith("DispatchHeld(")]
+    sent = [t for e in story for t in e.instructions if t.startswith("SendHeld(")]
+    assert held, "no batch was held back"
+    assert len(sent) == len(held)

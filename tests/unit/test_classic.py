@@ -108,3 +108,23 @@ def test_instructions_of_the_wrong_shape_are_refused(common, individual):
 def test_a_worker_without_task_says_so():
     with pytest.raises(NotImplementedError, match="UnitBase"):
         UnitBase().task()
+
+
+# (sets, handed to the pool, done, stopped, failed, the pool halted) -> the Boss's status
+STATUS_TABLE = [
+    ((0, False, 0, 0, 0, False), "idle"),
+    ((0, True, 0, 0, 0, True), "idle"),
+    ((3, False, 0, 0, 0, False), "halted"),     # given, before make_them_work
+    ((3, True, 0, 0, 0, False), "running"),
+    ((3, True, 1, 0, 0, True), "halted"),       # the pool says so, whoever halted it
+    ((3, True, 3, 0, 0, True), "finished"),     # nothing left to halt
+    ((3, True, 1, 1, 0, False), "stopped"),     # the pool stopped a set: at once, not at the end
+    ((3, True, 1, 1, 0, True), "stopped"),
+    ((3, True, 1, 1, 1, False), "failed"),      # a failure stops the rest: it is what counts
+    ((3, True, 2, 0, 1, False), "failed"),
+]
+
+
+@pytest.mark.parametrize("given, status", STATUS_TABLE)
+def test_the_status_is_derived_from_the_sets_outcomes_and_the_pools_report(given, status):
+    assert classic.status_of(*given) == status

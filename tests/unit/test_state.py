@@ -20,6 +20,7 @@ from nbpar.sources import IterSource, ListSource
 from nbpar import state as st
 from nbpar.errors import (RemoteTraceback, SerializationError, StoppedError, TaskTimeoutError,
                           WorkerDiedError, capture)
+from nbpar.failures import FailurePolicy
 from nbpar.reports import Ledger, Report, TaskError, WorkerInfo
 from nbpar.scheduling import AdaptiveChunker, MaxThreadsScheduler
 from nbpar.signals import Signal
@@ -309,6 +310,182 @@ def test_streaming_job_delivers_each_batch():
     (deliver,) = of(out, st.Deliver)
     assert deliver.job is job
     assert list(deliver.indices) == [0] and deliver.results == [result("a")]
+
+
+# ----------------------------------------------------------------------------- held prefetches
+
+def _prefetching(n=1):
+    """A pool of `n` workers on tiny tasks, run until worker 0 gets a batch queued behind
+    the one it runs: (pool, that queued Dispatch)."""
+    pool = Pool(n, keep_alive=True)
+    pool.submit(make_job(range(10 ** 6)))
+    out = pool.ready(*range(n))
+    for _ in range(8):
+        queued = [d for d in of(out, st.Dispatch) if d.queued and d.worker_id == 0]
+        if queued:
+            return pool, queued[0]
+        out = pool.done(0, elapsed=2 ** -17 * len(pool.head(0).items))
+    raise AssertionError("no batch was queued")
+
+
+def test_only_a_queued_batch_may_be_held_back_and_the_machine_says_above_what_size():
+    pool, queued = _prefetching()
+    assert queued.hold_over == st.PREFETCH_MAX_BYTES == pool.state.prefetch_max_bytes
+    first = pool.head(0)
+    assert first is not queued.batch
+    pool.state.prefetch_max_bytes = 1000
+    out = pool.done(0, elapsed=2 ** -17 * len(first.items))
+    # the running batch never waits: it goes at once whatever its size
+    assert [d.hold_over for d in of(out, st.Dispatch) if not d.queued] == []
+    assert [d.hold_over for d in of(out, st.Dispatch) if d.queued] == [1000]
+
+
+def test_a_held_batch_is_sent_when_the_batch_before_it_is_done():
+    pool, queued = _prefetching()
+    held = queued.batch
+    running = pool.head(0)
+    assert pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6)) == []  # nothing sent yet
+    assert pool.state.withheld == {0: held.batch_id}
+    out = pool.done(0, elapsed=2 ** -17 * len(running.items))
+    sends = [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)]
+    assert sends == [(0, held.batch_id)]
+    assert pool.head(0) is held and pool.state.withheld == {}
+    # sent before anything queued behind it in the same step (the worker gets them in order)
+    kinds = [type(i) for i in out if isinstance(i, (st.SendHeld, st.Dispatch))]
+    assert kinds[0] is st.SendHeld
+
+
+def test_a_held_batch_is_sent_when_the_batch_before_it_failed():
+    pool, queued = _prefetching()
+    held, running = queued.batch, pool.head(0)
+    pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    out = pool.feed(st.BatchFailed(0, running.batch_id, [], payload_of(_explode, 1), 0.01))
+    assert [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)] == [(0, held.batch_id)]
+
+
+def test_a_batch_held_after_the_one_before_it_is_gone_is_sent_at_once():
+    """Both batches of a worker dispatched in one step; the first would not pickle, so its
+    worker is free before the Boss says it held the second: waiting would hang the map."""
+    pool, queued = _prefetching()
+    held, running = queued.batch, pool.head(0)
+    pool.feed(st.DispatchFailed(0, running.batch_id, SerializationError("no pickle")))
+    out = pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    assert [(i.worker_id, i.batch_id) for i in of(out, st.SendHeld)] == [(0, held.batch_id)]
+    assert pool.state.withheld == {}
+
+
+def test_a_held_batch_of_a_dead_worker_is_forgotten_and_its_items_run_again():
+    pool, queued = _prefetching()
+    job = pool.state.last_job
+    job.failure = FailurePolicy(on_error="collect")  # the map goes on after the death
+    held = queued.batch
+    pool.feed(st.DispatchHeld(0, held.batch_id, 10 ** 6))
+    out = pool.died(0)
+    assert pool.state.withheld == {} and of(out, st.SendHeld) == []
+    assert list(held.indices) in [list(indices) for indices, _ in job.requeued]
+    again = of(pool.ready(0), st.Dispatch)[0]  # the new worker gets them, sent as usual
+    assert list(again.batch.indices)[:len(held.indices)] == list(held.indices)
+    assert not again.queued and again.hold_over is None
+
+
+# ----------------------------------------------------------------------------- no workers
+
+CLUSTER = "the Dask cluster at tcp://10.0.0.1:8786"
+SETTING = "dask.config 'nbpar.no-workers-timeout'"
+
+
+def no_workers(wid, since, timeout=30.0):
+    """A slot's look: its cluster has had no workers since `since`."""
+    return st.ClusterEmpty(wid, since, timeout, CLUSTER, SETTING)
+
+
+def _on_a_cluster(failure=None):
+    """Two slots, each with a batch of two items of a 10-item map (no prefetch: slow)."""
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(10), chunk_size=2)
+    job.failure = failure
+    pool.submit(job, now=0.0)
+    pool.ready(0, 1, now=0.0)
+    return pool, job
+
+
+# (looks of slot 0 as (now, since) -- None: workers again --, the look at which its batch
+# fails, or None); the wait allowed is 30 s
+NO_WORKERS_TABLE = [
+    ([(5, 5), (20, 5), (34.9, 5), (35, 5)], 3),     # fails at the first look 30 s on
+    ([(5, 5), (40, 5)], 1),                         # however late that look comes
+    ([(5, 5), (20, None), (40, 25), (54, 25)], None),  # workers came back: a new spell
+    ([(5, 5), (20, None), (40, 25), (55, 25)], 3),
+    ([(5, 5), (30, 20), (35, 20)], 2),              # a spell is timed from its first look
+]
+
+
+@pytest.mark.parametrize("looks, fails_at", NO_WORKERS_TABLE)
+def test_a_cluster_without_workers_fails_a_slots_batches_once_the_wait_is_over(looks,
+                                                                                fails_at):
+    pool, job = _on_a_cluster()
+    batch = pool.head(0)
+    for k, (now, since) in enumerate(looks):
+        event = st.ClusterBack(0) if since is None else no_workers(0, since)
+        out = pool.feed(event, now=now)
+        if k != fails_at:
+            assert summary(out) == [], (k, now)
+            continue
+        # the batch fails as a failed task does: the map fails, its other slot is killed,
+        # and the slot drops the batch
+        assert [(type(i).__name__, i.worker_id) for i in out] == [
+            ("DropBatches", 0), ("KillWorker", 1)]
+        assert out[0].batch_ids == (batch.batch_id,)
+        fin = finish(pool.died(1, now=now))
+        assert isinstance(fin.error, WorkerDiedError) and fin.error.worker_id == 0
+        assert str(fin.error) == (
+            f"{CLUSTER} has had no workers for 30 s, so its batches cannot run: start or "
+            f"scale its workers (the wait is {SETTING})")
+        assert "raised by item 0 (index 0) on worker 0" in fin.error.__notes__[-1]
+        assert fin.report.failed == 1 and fin.report.errors[0].index == 0
+        return
+    assert fails_at is None
+    assert pool.head(0) is batch and job.active
+
+
+def test_a_batch_failed_for_no_workers_is_retried_and_fails_again_at_the_next_look():
+    pool, job = _on_a_cluster(FailurePolicy(retries=1))
+    first = pool.head(0)
+    out = pool.feed(no_workers(0, 0.0), now=30.0)
+    # item 0 runs again (and item 1, never run): given to the slot again at once
+    assert [(i.worker_id, list(i.batch_ids)) for i in of(out, st.DropBatches)] == [
+        (0, [first.batch_id])]
+    assert dispatched(out) == [(0, [0, 1], False)]
+    assert [(e.index, e.type, e.attempt) for e in job.retried] == [(0, "WorkerDiedError", 1)]
+    # the cluster is still empty: the same spell fails the new batch at the slot's next look
+    again = pool.head(0)
+    out = pool.feed(no_workers(0, 0.0), now=32.0)
+    assert [list(i.batch_ids) for i in of(out, st.DropBatches)] == [[again.batch_id]]
+    assert of(out, st.KillWorker) and job.stopping == "failed"
+
+
+def test_every_batch_waiting_on_the_slot_fails_the_one_queued_behind_too():
+    pool, queued = _prefetching()
+    job = pool.state.last_job
+    job.failure = FailurePolicy(on_error="collect")  # the map goes on: both are failed
+    running, behind = pool.head(0), queued.batch
+    out = pool.feed(no_workers(0, pool.now), now=pool.now + 30)
+    assert [i.batch_ids for i in of(out, st.DropBatches)] == [
+        (running.batch_id, behind.batch_id)]
+    assert [(e.index, e.type) for e in job.errors] == [
+        (running.indices[0], "WorkerDiedError"), (behind.indices[0], "WorkerDiedError")]
+    assert of(out, st.KillWorker) == []  # the slot lives on: its cluster may get workers
+
+
+def test_a_slot_that_dies_forgets_its_spell_and_a_new_one_looks_afresh():
+    pool, job = _on_a_cluster(FailurePolicy(retries=3))
+    pool.feed(no_workers(0, 0.0), now=0.0)
+    assert set(pool.state.no_workers.spells) == {0}
+    pool.died(0, now=10.0)
+    assert pool.state.no_workers.spells == {}
+    pool.ready(0, now=10.0)
+    assert summary(pool.feed(no_workers(0, 11.0), now=31.0)) == []  # 20 s of its own spell
+    assert of(pool.feed(no_workers(0, 11.0), now=41.0), st.DropBatches)
 
 
 # ----------------------------------------------------------------------------- finishing

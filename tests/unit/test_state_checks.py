@@ -129,6 +129,10 @@ def _halt_scope_without_halt(pool, job):
     pool.state.halt_scope = job.id
 
 
+def _hold_back_a_running_batch(pool, job):
+    pool.state.withheld[0] = pool.head(0).batch_id
+
+
 BROKEN = [
     (_lose_a_batch, "in flight but not queued on worker 0"),
     (_requeue_a_running_item, "both pending and running"),
@@ -138,6 +142,7 @@ BROKEN = [
     (_forget_a_deadline, "worker 0: its running batch's deadline is not watched"),
     (_mark_a_dead_worker_busy, "in flight on dead worker 1"),
     (_halt_scope_without_halt, "while not halted"),
+    (_hold_back_a_running_batch, "held back, but not queued behind another"),
 ]
 
 

@@ -18,7 +18,8 @@ behind the work; batches aim at `nbpar.batch-time` seconds (a Dask task costs mi
   `nbpar.kill-grace` seconds, kills that Dask worker, which its nanny replaces.
 - A Dask worker dying mid-batch is Dask's to handle: the batch runs again elsewhere, up to
   `distributed.scheduler.allowed-failures` times, then the map fails with WorkerDiedError.
-  A cluster left without workers fails the map after `nbpar.no-workers-timeout` seconds.
+  A cluster left without workers fails the map after `nbpar.no-workers-timeout` seconds:
+  the slots look and say what they see; the state machine decides (nbpar/no_workers.py).
 
 Settings are Dask config keys (config.py). slot.py is a slot; remote.py is what runs on the
 Dask workers. Only this package imports dask.

@@ -4,6 +4,11 @@ It takes the Boss's messages on an in-process channel (the thread backend's) and
 a local worker does: each Batch becomes one Dask task (remote.run_batch), and when the task is
 done, its Done or Failed message is posted back, after what the batch printed. Futures report
 their end through the same inbox as the Boss's messages, so the thread waits in one place.
+
+A slot observes and acts; it decides nothing. While its batches wait, it looks at the
+cluster now and then and says what it sees (NoWorkers, WorkersBack); what an empty cluster
+fails, and when, is the state machine's policy (nbpar/no_workers.py), which answers with a
+Drop of the batches it failed.
 """
 
 from __future__ import annotations
@@ -100,6 +105,8 @@ class Slot:
             self.funcs[msg.key] = msg.body
         elif kind is m.Forget:
             self.funcs.pop(msg.key, None)
+        elif kind is m.Drop:
+            self._drop(msg.batch_ids)
         elif kind is m.Retire:
             seats = self.backend.leave(self)  # a set if it is the last of its generation
             if seats and self.has_exit:
@@ -147,7 +154,7 @@ class Slot:
         except BaseException as exc:  # noqa: BLE001 - Dask's failure, not the function's
             self._post_failed(batch_id, _explain(exc))
             return True
-        self._no_workers_since = None
+        self._workers_seen()
         self.backend.where[self.wid] = address
         seats = self.backend.seated.get(self.gen)
         if seats is not None:
@@ -180,29 +187,44 @@ class Slot:
                 return  # the Boss released this slot
 
     def _check_cluster(self):
-        """A long wait: are there workers at all? None for too long fails the batches."""
+        """A long wait: are there workers at all? What is seen goes to the Boss: no workers
+        (since the first look that found none, said at each look), or workers again."""
         if self.client.nthreads():
-            self._no_workers_since = None
+            self._workers_seen()
             return
-        now = time.monotonic()
         if self._no_workers_since is None:
-            self._no_workers_since = now
-        timeout = setting("no-workers-timeout")
-        if now - self._no_workers_since >= timeout:
-            exc = WorkerDiedError(
-                f"the Dask cluster at {self.client.scheduler.address} has had no workers for "
-                f"{timeout:g} s, so its batches cannot run: start or scale its workers "
-                f"(the wait is dask.config 'nbpar.no-workers-timeout')", worker_id=self.wid)
-            for batch_id in sorted(self.futures):
-                self._post_failed(batch_id, exc)
-            self.client.cancel(list(self.futures.values()))
-            self.futures.clear()
-            self.batches.clear()
+            self._no_workers_since = time.monotonic()
+        self.ends.post(m.NoWorkers(
+            self._no_workers_since, setting("no-workers-timeout"),
+            f"the Dask cluster at {self.client.scheduler.address}",
+            "dask.config 'nbpar.no-workers-timeout'"))
+
+    def _workers_seen(self):
+        """The cluster has workers (a look found some, or a batch ran): a spell without
+        them is over, and the Boss is told so."""
+        if self._no_workers_since is not None:
+            self._no_workers_since = None
+            self.ends.post(m.WorkersBack())
+
+    def _drop(self, batch_ids):
+        """The state machine failed these batches (their cluster had no workers): they
+        never ran; cancel them, and post nothing of theirs."""
+        futures = [self.futures.pop(b) for b in batch_ids if b in self.futures]
+        for batch_id in batch_ids:
+            self.batches.pop(batch_id, None)
+        if futures:
+            self.client.cancel(futures)
 
     def _stop_batches(self):
         """A killed slot: cancel what no worker has yet; what a worker has is told to stop at
         its next item, and if it still runs after the grace time, that Dask worker is killed
-        (its nanny starts a fresh one)."""
+        (its nanny starts a fresh one).
+
+        This is how a kill is carried out on Dask, not a decision: the state machine has
+        decided (KillWorker) that the slot's work ends now, and for the Boss it has ended
+        (`DaskBackend.kill` ends the slot's channel at once). What remains is stopping a
+        Python thread on another machine, which cannot be killed from outside: ask it, wait
+        `nbpar.kill-grace`, then kill its process -- as SIGTERM, a wait, then SIGKILL."""
         futures, self.futures = self.futures, {}
         self.batches.clear()
         batch_of = {f.key: b for b, f in futures.items()}
