@@ -129,6 +129,7 @@ class BossThread:
         self._partial: dict[int, bytes] = {}  # output fd -> bytes of an unfinished line
         self._held: dict[int, m.Batch] = {}  # worker id -> the encoded batch kept back for
         # it, as a Dispatch asked (hold_over), until the machine says SendHeld
+        self._output_fds: set[Any] = set()  # the watched stdout and stderr pipes
         self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
         self._events: deque[ev.Event] = deque()
         self._ready: set[Any] = set()  # what the last wait found ready
@@ -224,13 +225,20 @@ class BossThread:
                 if not ready:
                     self._handle(ev.Tick())
                     self._post()
-                self._ready = {key.fileobj for key, _ in ready}
-                self._outputs_ready = any(key.data[0] == "output" for key, _ in ready)
+                self._ready = found = {key.fileobj for key, _ in ready}
+                self._outputs_ready = not self._output_fds.isdisjoint(found)
+                waitables = self._waitables
                 for key, _ in ready:
-                    if self._current(key):
+                    entry = waitables.get(key.fileobj)  # (_current(key), inline)
+                    if entry is None or entry is not key.data:
+                        continue
+                    kind, wid = entry
+                    if kind == "channel" and wid is not None:  # (the usual key: _on_ready's
+                        self._on_channel(wid)  # branch for it, inline)
+                    else:
                         self._on_ready(key.fileobj)
-                        if self._outbox:
-                            self._post()  # each worker's work goes out as soon as it is made
+                    if self._outbox:
+                        self._post()  # each worker's work goes out as soon as it is made
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             _log.debug("the Boss failed (its last steps: debug_log())", exc_info=True)
             self._fatal = exc
@@ -271,33 +279,41 @@ class BossThread:
         read: the ones after the first will not wake the wait)."""
         handle = self.handles[wid]
         channel = handle.channel
+        recv_all: Callable[[], list[Any]] | None = getattr(channel, "recv_all", None)
         try:
-            msgs = [channel.recv()]
+            msgs = recv_all() if recv_all is not None else [channel.recv()]
         except (EOFError, OSError):
             self._forget(channel)
             if handle.sentinel is None:
                 self._on_gone(wid)
             return
-        more: Callable[[], bool] | None = getattr(channel, "has_message", None)
-        while more is not None and more():
-            msgs.append(channel.recv())  # whole in the buffer: no read
+        if recv_all is None:
+            more: Callable[[], bool] | None = getattr(channel, "has_message", None)
+            while more is not None and more():
+                msgs.append(channel.recv())  # whole in the buffer: no read
         last = len(msgs) - 1
         for k, msg in enumerate(msgs):
-            if k < last and type(msg) is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
-                    and msgs[k + 1].batch_id == msg.batch_id:
-                continue  # its end came with it: the clock it starts has nothing to time
-            try:
-                on = _FROM_WORKER[type(msg)]
-            except KeyError:
-                _log.debug("worker %s sent %r, which the Boss does not know: dropped", wid, msg)
-                continue
-            on(self, wid, handle, msg)
+            kind = type(msg)
+            if kind is m.Done:  # (the usual message: no table to look in)
+                self._on_done(wid, handle, msg)
+            else:
+                if k < last and kind is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
+                        and msgs[k + 1].batch_id == msg.batch_id:
+                    continue  # its end came with it: the clock it starts has nothing to time
+                try:
+                    on = _FROM_WORKER[kind]
+                except KeyError:
+                    _log.debug("worker %s sent %r, which the Boss does not know: dropped", wid,
+                               msg)
+                    continue
+                on(self, wid, handle, msg)
             if self.handles.get(wid) is not handle:
                 return
 
     # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
     def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
-        self._drain_outputs(wid)
+        if self._outputs_ready:  # (what _drain_outputs looks at first: a call per task saved)
+            self._drain_outputs(wid)
         if self._measure_rss:
             self._measure(wid, handle)
         try:
@@ -395,8 +411,11 @@ class BossThread:
     def _watch(self, obj: Any, kind: WaitKind, wid: int | None) -> None:
         entry = self._waitables[obj] = (kind, wid)  # a new tuple per registration: see _current
         self._selector.register(obj, selectors.EVENT_READ, entry)
+        if kind == "output":
+            self._output_fds.add(obj)
 
     def _forget(self, obj: Any) -> None:
+        self._output_fds.discard(obj)
         if self._waitables.pop(obj, None) is not None:
             try:
                 self._selector.unregister(obj)

@@ -246,6 +246,25 @@ class PipeEnd:
                 raise EOFError
             self._buf = self._buf + data if self._buf else data
 
+    def recv_all(self) -> list:
+        """The bytes of every whole message one read brings, in order (at least one: the
+        read waits, or takes a large message to its end). What `recv_bytes` and
+        `has_message` do message by message, in one call: the Boss reads many small results
+        per wake-up."""
+        out = [self.recv_bytes()]
+        buf = self._buf
+        pos, size = 0, len(buf)
+        unpack = _LENGTH.unpack_from
+        while size - pos >= 4:
+            length = unpack(buf, pos)[0]
+            if length == -1 or size - pos - 4 < length:
+                break  # a long one, or one not whole yet: recv_bytes takes it next time
+            out.append(buf[pos + 4:pos + 4 + length])
+            pos += 4 + length
+        if pos:
+            self._buf = buf[pos:]
+        return out
+
     def _read_large(self, start, end):
         """The rest of a large message, read straight into one buffer (no re-joining)."""
         whole = bytearray(end)

@@ -455,9 +455,15 @@ class BossState:
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now, out)
         if batch is None:
             return
-        self._account(slot, batch, len(ev.results), ev.elapsed)
-        batch.job.chunker.observe(len(batch.items), ev.elapsed)
-        self._record(batch.job, batch.indices, ev.results, out)
+        results, job = ev.results, batch.job
+        n = len(results)  # (_account and _record inline: this runs for every task)
+        slot.tasks_done += n
+        slot.since_start += n
+        slot.busy += ev.elapsed
+        job.chunker.observe(len(batch.items), ev.elapsed)
+        job.ledger.record(batch.indices, results)
+        if job.streaming and job.active:
+            out.append(Deliver(job, batch.indices, results))
 
     def _on_BatchFailed(self, ev: BatchFailed, now: float, out: list[Instruction]) -> None:
         slot, batch = self._pop_batch(ev.worker_id, ev.batch_id, now, out)
@@ -686,12 +692,14 @@ class BossState:
         self._touched.append(batch.job)
         self._open.add(slot.id)
         if slot.queue:
+            head = slot.queue[0]
             if not self.clock_at_start:
-                slot.queue[0].started_at = slot.queue[0].started_at or now
-            self.deadlines.push(self, slot)
-            if self.withheld and self.withheld.get(slot.id) == slot.queue[0].batch_id:
+                head.started_at = head.started_at or now
+            if head.job.task_timeout is not None or self.task_timeout is not None:
+                self.deadlines.push(self, slot)  # (without a timeout it has no deadline)
+            if self.withheld and self.withheld.get(slot.id) == head.batch_id:
                 del self.withheld[slot.id]  # its worker is free for it now
-                out.append(SendHeld(slot.id, slot.queue[0].batch_id))
+                out.append(SendHeld(slot.id, head.batch_id))
         elif slot.state == "busy":
             slot.state = "idle"
         return slot, batch
@@ -764,15 +772,22 @@ class BossState:
 
     # -- advancing
     def _advance(self, now: float, out: list[Instruction]) -> None:
-        for wid in self.overdue(now):
-            self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
+        heap = self.deadlines._heap  # (looked at here: a call per event costs more)
+        if heap and heap[0][0] <= now:
+            for wid in self.overdue(now):
+                self._on_DeadlinePassed(DeadlinePassed(wid), now, out)
         self._dispatch(now, out)
-        for wid in self._pending_kills:
-            if self.slots[wid].alive:
-                out.append(KillWorker(wid))
-        self._pending_kills.clear()
-        self._finish_jobs(now, out)
-        self._manage_workers(now, out)
+        if self._pending_kills:
+            for wid in self._pending_kills:
+                if self.slots[wid].alive:
+                    out.append(KillWorker(wid))
+            self._pending_kills.clear()
+        if self._touched or self._check_all:
+            self._finish_jobs(now, out)
+        if not (self._all_up and self.keep_alive and not (
+                self._lifespan_given or self.held or self.resharing or self.ending
+                or self.max_tasks is not None or self.max_memory is not None)):
+            self._manage_workers(now, out)  # (the line above: its first test, cheapest first)
 
     def _running(self) -> Running:
         by_job: dict[int, int] = {}
@@ -810,10 +825,13 @@ class BossState:
         """Whether a slot may take a batch as far as the slot alone goes; what makes it
         False changes only when a batch leaves the slot or its worker is replaced."""
         queue = slot.queue
-        return (slot.state in ("idle", "busy") and slot.kill_reason is None
-                and not slot.over_memory and len(queue) < 2
+        if not queue:
+            return slot.state in ("idle", "busy") and slot.kill_reason is None and (
+                not slot.over_memory)
+        return (len(queue) < 2 and slot.state in ("idle", "busy") and slot.kill_reason is None
+                and not slot.over_memory
                 # a task under a timeout starts when its worker is free
-                and not (queue and self.timeout_of(queue[-1].job) is not None))
+                and self.timeout_of(queue[-1].job) is None)
 
     def _n_ready(self) -> int:
         return sum(1 for s in self.slots if s.state in ("idle", "busy"))
@@ -849,17 +867,28 @@ class BossState:
 
     def _give_batch(self, slot: WorkerSlot, now: float, out: list[Instruction]) -> bool:
         queued = bool(slot.queue)
+        feeding = self._feeding
+        if len(feeding) == 1:  # one map to feed (the usual case): what _candidates does, inline
+            ((jid, job),) = feeding.items()
+            if job.stopping or not job.active or (job.exhausted and not job.requeued):
+                del feeding[jid]
+                return False
+            if queued:
+                last = slot.queue[-1].job
+                if job is not last and not (last.single and job.single):
+                    return False
+            return self._give_from((job,), slot, queued, now, out)
         candidates = self._candidates(slot, queued)
         try:
             return self._give_from(candidates, slot, queued, now, out)
         finally:
             candidates.close()  # drops what it passed over
 
-    def _give_from(self, candidates: Iterator[Job], slot: WorkerSlot, queued: bool, now: float,
+    def _give_from(self, candidates: Iterable[Job], slot: WorkerSlot, queued: bool, now: float,
                    out: list[Instruction]) -> bool:
         running = None
         for job in candidates:
-            timeout = self.timeout_of(job)
+            timeout = job.task_timeout if job.task_timeout is not None else self.task_timeout
             if queued and timeout is not None:
                 continue  # a task under a timeout starts when its worker is free
             quota = None
@@ -903,13 +932,17 @@ class BossState:
                 batch.memory = max(job.memory(item) for item in batch.items)
             job.in_flight[batch.batch_id] = batch
             slot.queue.append(batch)
-            if not queued:
+            if not queued and timeout is not None:  # (no timeout: no deadline to push)
                 self.deadlines.push(self, slot)
             slot.state = "busy"
             slot.lifespan = lifespan
             if lifespan is not None:
                 self._lifespan_given = True
-            send_func = self._remember_func(slot, job.func_key, out)
+            if job.func_key in slot.funcs:  # (_remember_func's usual case, inline)
+                slot.funcs.move_to_end(job.func_key)
+                send_func = False
+            else:
+                send_func = self._remember_func(slot, job.func_key, out)
             out.append(Dispatch(slot.id, batch, send_func, queued,
                                 self.prefetch_max_bytes if queued else None))
             return True
@@ -996,10 +1029,10 @@ class BossState:
             touched = self._touched
         self._touched = []
         for job in touched:
-            if not self.jobs.has(job):
-                continue  # finished already (touched twice)
             if job.in_flight or not (job.stopping or (job.exhausted and not job.requeued)):
                 continue
+            if not self.jobs.has(job):
+                continue  # finished already (touched twice)
             if job.input_error is not None and job.error is None:
                 job.error, job.stopping = job.input_error, "failed"
             self.jobs.remove(job)

@@ -43,19 +43,27 @@ def dumps(obj) -> bytes:
         data = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
-    if data is None or b"__main__" in data or _by_value_registry():
+    if data is None or b"__main__" in data or (
+            _registry if _registry is not None else _by_value_registry()):
         return tracebacks.dumps_by_value(obj)
     return data
 
 
 _cloudpickle = None  # imported at the first body pickled, then kept at hand
+_registry: set | None = None  # cloudpickle's own set of modules pickled by value, if found
 
 
 def _by_value_registry():
-    global _cloudpickle
+    """The modules registered with cloudpickle's `register_pickle_by_value`. The first call
+    keeps cloudpickle's own set at hand when it has one where expected, so that each body
+    pickled looks at a set, not at a copy made by a call; else every call asks cloudpickle."""
+    global _cloudpickle, _registry
     if _cloudpickle is None:
         import cloudpickle
         _cloudpickle = cloudpickle
+        own = getattr(getattr(cloudpickle, "cloudpickle", None), "_PICKLE_BY_VALUE_MODULES", None)
+        if type(own) is set and own == cloudpickle.list_registry_pickle_by_value():
+            _registry = own
     return _cloudpickle.list_registry_pickle_by_value()
 
 

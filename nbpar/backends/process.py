@@ -55,6 +55,10 @@ class MessagePipe:
     def recv(self) -> Any:
         return from_wire(self.end.recv_bytes())
 
+    def recv_all(self) -> list[Any]:
+        """Every whole message one read brings (at least one), in order."""
+        return [from_wire(data) for data in self.end.recv_all()]
+
     def close(self) -> None:
         self.conn.close()
 

@@ -101,6 +101,21 @@ def test_a_pipe_end_reads_every_message_that_arrived_in_one_read():
     ours.close(), theirs.close()
 
 
+def test_recv_all_takes_every_whole_message_of_one_read_and_keeps_a_partial_one():
+    import os
+    ours, theirs = _pipe_pair()
+    end = m.PipeEnd(ours.fileno())
+    frames = [m.to_wire(m.Done(k, 0.5, pickle.dumps([k]))) for k in range(4)]
+    framed = b"".join(len(f).to_bytes(4, "big") + f for f in frames)
+    cut = len(framed) - 5  # the last message arrives in two parts
+    os.write(theirs.fileno(), framed[:cut])
+    assert [m.from_wire(d).batch_id for d in end.recv_all()] == [0, 1, 2]
+    assert not end.has_message()  # the fourth is not whole yet: kept, not lost
+    os.write(theirs.fileno(), framed[cut:])
+    assert [m.from_wire(d).batch_id for d in end.recv_all()] == [3]
+    ours.close(), theirs.close()
+
+
 def test_a_pipe_end_speaks_connection_framing_both_ways_large_and_small():
     import threading
     ours, theirs = _pipe_pair()
