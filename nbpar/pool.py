@@ -750,8 +750,7 @@ class WorkerPool(AsyncMaps):
         self._setup.hooks = wanted  # read by the Boss when it starts a worker
         if self._backend.use_hooks(wanted):  # process workers get them in the pool's bundle
             self._boss.reshare(self._backend.prepare(self.shared_objects))  # retire them
-        elif any(w.state not in ("dead", "retired")  # (a dead one restarts with these)
-                 for w in self._boss.report().workers):
+        elif any(w.alive for w in self._boss.report().workers):  # (a dead one restarts with these)
             self._boss.reshare(self._backend.prepare(self.shared_objects))
 
     # -- building jobs

@@ -26,7 +26,7 @@ class WorkerInfo:
     pid : int or None
         Its process id (threads: the caller's), None before it started.
     state : str
-        "starting", "idle", "busy", "retiring" or "dead".
+        "starting", "idle", "busy", "retiring", "retired" (ended normally) or "dead".
     tasks_done : int
         Tasks it finished.
     busy : float
@@ -62,6 +62,11 @@ class WorkerInfo:
     cpu: float | None = None  # percent of one core since the previous sample
     rss: float | None = None  # resident memory, bytes (counts pages shared with others)
     uss: float | None = None  # memory that is its own alone, bytes
+
+    @property
+    def alive(self) -> bool:
+        """Whether its worker is starting or running: neither dead nor retired."""
+        return self.state not in ("dead", "retired")
 
 
 @dataclass(frozen=True, slots=True)

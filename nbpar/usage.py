@@ -38,7 +38,7 @@ class UsageSampler:
             return report
         workers = tuple(
             replace(w, **dict(zip(("cpu", "rss", "uss"), self._figures[w.pid])))
-            if w.pid in self._figures and w.state not in ("dead", "retired") else w
+            if w.pid in self._figures and w.alive else w
             for w in report.workers)
         return replace(report, workers=workers)
 
