@@ -58,7 +58,7 @@ def pandas_apply(systems, repeat, n, rows=1_000_000):
     for name in systems:
         try:
             calls[name] = _pandas_system(name, n)
-        except ImportError as exc:  # pandarallel 1.6.5 does not import with pandas 3
+        except ImportError as exc:  # (a peer not installed)
             skipped[name] = f"{type(exc).__name__}: {exc}"
     present = [name for name in systems if name in calls]
 
@@ -86,6 +86,7 @@ def _pandas_system(name, n):
     if name == "pandas":
         return lambda df, func: df.apply(func, axis=1)
     if name == "pandarallel":
+        _pandas_names_for_pandarallel()
         from pandarallel import pandarallel
         pandarallel.initialize(nb_workers=n, progress_bar=False, verbose=0)
         return lambda df, func: df.parallel_apply(func, axis=1)
@@ -94,3 +95,15 @@ def _pandas_system(name, n):
         nbpar.register_pandas()
         return lambda df, func: df.nbpar.apply(func, axis=1, n_jobs=n, progress_bar=False)
     raise KeyError(name)
+
+
+def _pandas_names_for_pandarallel():
+    """pandarallel 1.6.5 (its newest release) imports two pandas classes by the names they had
+    before pandas 3.0, `ExpandingGroupby` and `RollingGroupby` (now `...GroupBy`), and fails
+    to import under pandas 3. Give the classes their old names too, so that pandarallel runs
+    unchanged (its `parallel_apply` uses neither class)."""
+    from pandas.core.window import expanding, rolling
+    for module, old, new in ((expanding, "ExpandingGroupby", "ExpandingGroupBy"),
+                             (rolling, "RollingGroupby", "RollingGroupBy")):
+        if not hasattr(module, old) and hasattr(module, new):
+            setattr(module, old, getattr(module, new))

@@ -255,8 +255,17 @@ class BossThread:
     def _on_ready(self, obj: Any) -> None:
         kind, wid = self._waitables[obj]
         if kind == "control":
+            submitted: list[ev.Event] = []  # a burst of calls: taken together (handle_many)
             for event in self.control.drain():
+                if type(event) is ev.JobSubmitted:
+                    submitted.append(event)
+                    continue
+                if submitted:
+                    self._handle_many(submitted)
+                    submitted = []
                 self._on_control(event)
+            if submitted:
+                self._handle_many(submitted)
         elif wid is None:  # "extra"
             if self.backend.on_extra_ready(obj):
                 self._forget(obj)
@@ -292,11 +301,29 @@ class BossThread:
             while more is not None and more():
                 msgs.append(channel.recv())  # whole in the buffer: no read
         last = len(msgs) - 1
+        if last == 0 and type(msgs[0]) is m.Done:  # (the usual read: one result)
+            self._on_done(wid, handle, msgs[0])
+            return
+        done: list[ev.Event] = []  # results that came in one read: taken together
         for k, msg in enumerate(msgs):
             kind = type(msg)
             if kind is m.Done:  # (the usual message: no table to look in)
-                self._on_done(wid, handle, msg)
+                event = self._done_event(wid, handle, msg)
+                if type(event) is ev.BatchDone:
+                    done.append(event)
+                    continue
+                if done:
+                    self._handle_many(done)
+                    done = []
+                    if self.handles.get(wid) is not handle:
+                        return
+                self._handle(event)
             else:
+                if done:
+                    self._handle_many(done)
+                    done = []
+                    if self.handles.get(wid) is not handle:
+                        return
                 if k < last and kind is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
                         and msgs[k + 1].batch_id == msg.batch_id:
                     continue  # its end came with it: the clock it starts has nothing to time
@@ -309,9 +336,15 @@ class BossThread:
                 on(self, wid, handle, msg)
             if self.handles.get(wid) is not handle:
                 return
+        if done:
+            self._handle_many(done)
 
     # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
     def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
+        self._handle(self._done_event(wid, handle, msg))
+
+    def _done_event(self, wid: int, handle: WorkerHandle,
+                    msg: m.Done) -> ev.BatchDone | ev.BatchFailed:
         if self._outputs_ready:  # (what _drain_outputs looks at first: a call per task saved)
             self._drain_outputs(wid)
         if self._measure_rss:
@@ -319,11 +352,10 @@ class BossThread:
         try:
             results = handle.channel.decode(msg.body)
         except Exception as exc:  # noqa: BLE001
-            self._handle(ev.BatchFailed(wid, msg.batch_id, [], SerializationError(
+            return ev.BatchFailed(wid, msg.batch_id, [], SerializationError(
                 f"the results could not be unpickled in the caller: "
-                f"{type(exc).__name__}: {exc}"), msg.elapsed))
-            return
-        self._handle(ev.BatchDone(wid, msg.batch_id, results, msg.elapsed))
+                f"{type(exc).__name__}: {exc}"), msg.elapsed)
+        return ev.BatchDone(wid, msg.batch_id, results, msg.elapsed)
 
     def _on_failed(self, wid: int, handle: WorkerHandle, msg: m.Failed) -> None:
         self._drain_outputs(wid)
@@ -474,6 +506,24 @@ class BossThread:
         """Feed an event (and those its instructions raise) to the state machine; carry out
         what it answers, each kind of instruction by its method (see _INSTRUCTIONS)."""
         self._events.append(event)
+        self._take_events()
+
+    def _handle_many(self, events: list[ev.Event]) -> None:
+        """Events that came together, fed as one step (`BossState.handle_many`), then what
+        their instructions raise, as `_handle` does."""
+        if len(events) == 1:
+            self._handle(events[0])
+            return
+        for instr in self.state.handle_many(events, time.monotonic()):
+            _INSTRUCTIONS[type(instr)](self, instr)
+        if self._debug:
+            told = sum(1 for e in events if e.told)
+            steps = list(self.state.story)[-told:] if told else []
+            for step in steps:
+                _log.debug("%s", story.text_of_step(step))
+        self._take_events()
+
+    def _take_events(self) -> None:
         while self._events:
             taken = self._events.popleft()
             for instr in self.state.handle(taken, time.monotonic()):

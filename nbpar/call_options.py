@@ -39,6 +39,8 @@ class CallOptions:
 
     @classmethod
     def parse(cls, options: dict[str, Any], what: str) -> CallOptions:
+        if not options:
+            return NONE  # (the usual call: no options, nothing to check)
         unknown = [name for name in options if name not in NAMES]
         if unknown:
             raise TypeError(f"{what}() got an unexpected keyword argument {unknown[0]!r}")

@@ -102,19 +102,24 @@ def _collected(dead, ident, _ref):
     dead.append(ident)  # list.append is atomic: safe from a collection in any thread
 
 
+# Guards each latch's Event and each handle's asyncio waiters, for all of them: held for a
+# few instructions, rarely by two threads at once; one lock per call would be two more
+# objects for the garbage collector to walk while thousands of calls are in flight.
+_GUARD = threading.Lock()
+
+
 class _Latch:
     """Opens once; any thread may wait for it. The Event behind it is made only when a thread
     waits before it opens: a single call (nobody waits on its handle) never pays for one."""
 
-    __slots__ = ("_guard", "_event", "is_open")
+    __slots__ = ("_event", "is_open")
 
     def __init__(self):
-        self._guard = threading.Lock()
         self._event = None
         self.is_open = False
 
     def open(self):
-        with self._guard:
+        with _GUARD:
             self.is_open = True
             event = self._event
         if event is not None:
@@ -123,7 +128,7 @@ class _Latch:
     def wait(self, timeout=None) -> bool:
         if self.is_open:
             return True
-        with self._guard:
+        with _GUARD:
             if self.is_open:
                 return True
             if self._event is None:
@@ -143,8 +148,8 @@ class JobHandle:
         self._done = _Latch()
         self._stream: queue.SimpleQueue | None = queue.SimpleQueue() if streaming else None
         self._functions = functions or FunctionKeys(1)
-        self._async_waiters: list = []  # (loop, asyncio.Future) woken by deliver / finish
-        self._async_lock = threading.Lock()
+        self._async_waiters: list | None = None  # (loop, asyncio.Future) woken by deliver /
+        # finish (made by the first awaiter: a call nobody awaits keeps one object less)
 
     # -- called by the Boss thread
     def func_body(self, encode: Callable[[Any], bytes]) -> bytes:
@@ -201,15 +206,17 @@ class JobHandle:
 
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        with self._async_lock:
+        with _GUARD:
+            if self._async_waiters is None:
+                self._async_waiters = []
             self._async_waiters.append((loop, future))
         return future
 
     def _wake_async(self):
         if not self._async_waiters:  # the common case: nobody awaits (a waiter taken later
             return                   # looks at the handle after this delivery was queued)
-        with self._async_lock:
-            waiters, self._async_waiters = self._async_waiters, []
+        with _GUARD:
+            waiters, self._async_waiters = self._async_waiters or [], None
         for loop, future in waiters:
             try:
                 loop.call_soon_threadsafe(_set_if_pending, future)

@@ -720,8 +720,9 @@ class WorkerPool(AsyncMaps):
         if kwargs:
             call = _Call(func, kwargs)
             key = self._functions.key(call)
-        job = self._new_job(call, ListSource([args]), total=1, streaming=True, star=True,
-                            items=[args], handle=FutureHandle(call, future, self._functions),
+        items = [args]  # (one list for the input and the ledger: an object less per call)
+        job = self._new_job(call, ListSource(items), total=1, streaming=True, star=True,
+                            items=items, handle=FutureHandle(call, future, self._functions),
                             func_key=key)
         job.single = True
         self._configure(job, opts)
@@ -731,11 +732,13 @@ class WorkerPool(AsyncMaps):
     def _configure(self, job, opts):
         """A call's own settings (call_options.py); its worker hooks replace the workers'."""
         if opts is NONE:
-            return
-        opts.apply(job)
-        if job.chunker.fixed is None and opts.n_splits is not None and job.total:
-            job.chunker = AdaptiveChunker(opts.chunk_size(None, job.total),
-                                          self._min_batch_time)
+            if self._setup.holds(*self._hooks):
+                return  # (the usual call: no options, the pool's hooks held)
+        else:
+            opts.apply(job)
+            if job.chunker.fixed is None and opts.n_splits is not None and job.total:
+                job.chunker = AdaptiveChunker(opts.chunk_size(None, job.total),
+                                              self._min_batch_time)
         self._use_hooks(opts)
 
     def _use_hooks(self, opts):
@@ -745,7 +748,7 @@ class WorkerPool(AsyncMaps):
         else is waiting)."""
         init, exit_ = self._hooks
         wanted = (opts.worker_init or init, opts.worker_exit or exit_)
-        if self._setup.holds(wanted):
+        if self._setup.holds(*wanted):
             return
         self._setup.hooks = wanted  # read by the Boss when it starts a worker
         if self._backend.use_hooks(wanted):  # process workers get them in the pool's bundle
@@ -1001,8 +1004,9 @@ class _SetupFactory:
         self.flags = flags
         self._encoded: tuple | None = None
 
-    def holds(self, hooks) -> bool:
-        return all(a is b for a, b in zip(hooks, self.hooks))
+    def holds(self, init, exit_) -> bool:
+        held = self.hooks
+        return held[0] is init and held[1] is exit_
 
     def __call__(self, worker_id) -> WorkerSetup:
         hooks, encoded = self._encoded or (None, None)

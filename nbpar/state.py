@@ -377,6 +377,29 @@ class BossState:
             self.story.append((sid, now, event.__class__._brief(event), told))
         return out
 
+    def handle_many(self, events: Sequence[Event], now: float) -> list[Instruction]:
+        """Take several events that arrived together (a burst of submitted calls, the
+        results a worker sent in one write) as `handle` takes each, but advance once, after
+        the last: what each event says is noted first, then work is handed out and maps are
+        finished once for all of them. Each event is numbered and kept in `story` with the
+        instructions it gave; those of the one advance go with the last."""
+        out: list[Instruction] = []
+        story = self.story
+        last = len(events) - 1
+        for k, event in enumerate(events):
+            self._stimuli += 1
+            event.stimulus_id = sid = self._stimuli
+            start = len(out)
+            _HANDLERS[type(event)](self, event, now, out)
+            if k == last:
+                self._advance(now, out)
+            if event.told:
+                told: tuple[Any, ...] = ()
+                for instr in out[start:]:
+                    told += (instr.__class__._brief(instr),)
+                story.append((sid, now, event.__class__._brief(event), told))
+        return out
+
     def validate_state(self) -> None:
         """Check the machine's invariants (state_checks.py): every running task is queued on
         a live worker, no item is both pending and running, a map's counts add up, and the
@@ -811,15 +834,18 @@ class BossState:
             order = [slots[next(iter(open_ids))]]
         else:
             order = sorted((slots[i] for i in sorted(open_ids)), key=_queue_length)
-        for slot in order:
-            while True:
+        while order:  # a batch to each open slot in turn, then another: every worker
+            more = []  # starts a batch before any is given a second to queue
+            for slot in order:
                 if not self._has_room(slot):
                     self._open.discard(slot.id)  # until a batch leaves it or it is ready
-                    break
+                    continue
                 if not self._give_batch(slot, now, out):
-                    break
+                    continue
                 if not self._feeding:
                     return
+                more.append(slot)
+            order = more
 
     def _has_room(self, slot: WorkerSlot) -> bool:
         """Whether a slot may take a batch as far as the slot alone goes; what makes it

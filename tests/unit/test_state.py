@@ -312,6 +312,66 @@ def test_streaming_job_delivers_each_batch():
     assert list(deliver.indices) == [0] and deliver.results == [result("a")]
 
 
+# ----------------------------------------------------------------------------- events taken together
+
+def _single_call(x):
+    job = make_job([x], streaming=True)  # as pool.py makes a submit/apply_async
+    job.single = True
+    return job
+
+
+def _settled_pool():
+    pool = Pool(2, keep_alive=True)
+    pool.submit(make_job(range(4), chunk_size=1))
+    pool.play(pool.ready(0, 1))  # both workers up and idle again
+    return pool
+
+
+def test_a_burst_of_calls_taken_together_is_dispatched_in_one_advance():
+    """handle_many notes every event first and hands out work once, after the last: the
+    same work goes to the same workers as when each call is taken alone."""
+    alone, together = _settled_pool(), _settled_pool()
+    calls_alone = [_single_call(x) for x in range(5)]
+    calls_together = [_single_call(x) for x in range(5)]
+    out_alone = []
+    for job in calls_alone:
+        out_alone += alone.submit(job)
+    out_together = together.state.handle_many([st.JobSubmitted(j) for j in calls_together],
+                                              together.now)
+    together.state.validate_state()
+    by_job = {j.id: k for k, j in enumerate(calls_alone)}
+    by_job.update({j.id: k for k, j in enumerate(calls_together)})
+    assert [(i.worker_id, by_job[i.batch.job.id], i.queued) for i in of(out_together, st.Dispatch)
+            ] == [(i.worker_id, by_job[i.batch.job.id], i.queued)
+                  for i in of(out_alone, st.Dispatch)]
+    assert len(of(out_together, st.Dispatch)) == 4  # two a worker: one running, one queued
+    # each event is a step of its own in the story, numbered in order; the one advance's
+    # instructions are told with the last
+    steps = list(together.state.story)[-5:]
+    assert [sid for sid, *_ in steps] == list(range(steps[0][0], steps[0][0] + 5))
+    assert [len(told) for *_, told in steps] == [0, 0, 0, 0, 4]
+
+
+def test_results_read_together_are_recorded_each_and_the_maps_finish_once():
+    """Two results of one worker taken in one step: both recorded and delivered, the worker
+    given the next work and each finished call finished once, as when taken one by one."""
+    pool = _settled_pool()
+    calls = [_single_call(x) for x in range(5)]  # two a worker, one waiting
+    for job in calls:
+        pool.submit(job)
+    head, queued = pool.state.slots[0].queue
+    waiting = [j for j in calls if not j.in_flight]
+    out = pool.state.handle_many(
+        [st.BatchDone(0, b.batch_id, [result(x) for x in b.items], 0.001)
+         for b in (head, queued)], pool.now)
+    pool.state.validate_state()
+    assert [i.job for i in of(out, st.Deliver)] == [head.job, queued.job]
+    assert sorted(f.job.id for f in of(out, st.FinishJob)) == sorted((head.job.id,
+                                                                     queued.job.id))
+    assert all(j.status == "finished" for j in (head.job, queued.job))
+    assert [(i.worker_id, i.batch.job) for i in of(out, st.Dispatch)] == [(0, waiting[0])]
+
+
 # ----------------------------------------------------------------------------- held prefetches
 
 def _prefetching(n=1):
