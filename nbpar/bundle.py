@@ -27,6 +27,7 @@ import sys
 import types
 import weakref
 from functools import partial
+from typing import Any
 
 from . import tracebacks
 from .errors import SerializationError, describe
@@ -69,22 +70,26 @@ class Bundle:
 
     def encode_func(self, func) -> bytes:
         """The function pickled with references into this bundle (in the Boss's thread)."""
-        return self._encode(func)[0]
+        return self._encode(func, False)[0]
 
     def modules(self, func) -> set:
-        """The modules the function refers to, as pickling it found them."""
-        return self._encode(func)[1]
+        """The modules the function refers to, as pickling it found them (asked only when the
+        fork server starts workers: noting them costs a call per pickled object, which a
+        function sent to running workers -- a joblib batch, say -- need not pay)."""
+        modules = self._encode(func, True)[1]
+        assert modules is not None
+        return modules
 
-    def _encode(self, func):
+    def _encode(self, func, note_modules: bool) -> tuple[bytes, set | None]:
         hit = self._recent.get(id(func))
-        if hit is not None and hit[0]() is func:
+        if hit is not None and hit[0]() is func and (hit[2] is not None or not note_modules):
             return hit[1], hit[2]
-        body, modules = dumps_with_refs(func, self.refs)
+        body, modules = dumps_with_refs(func, self.refs, note_modules)
         try:
             ref = weakref.ref(func)
         except TypeError:  # no weak reference to it: not remembered
             return body, modules
-        if len(self._recent) >= 8:
+        if len(self._recent) >= 8 and id(func) not in self._recent:
             self._recent.pop(next(iter(self._recent)))
         self._recent[id(func)] = (ref, body, modules)
         return body, modules
@@ -150,6 +155,20 @@ class _Refs:
 
     def _setup(self, refs):
         self._refs = refs
+        self.modules: set | None = None
+
+    def persistent_id(self, obj):
+        entry = self._refs.get(id(obj))
+        if entry is not None and entry[1] is obj:
+            return entry[0]
+        return None
+
+
+class _NotingRefs(_Refs):
+    """_Refs that also notes the modules of what it pickles (for the fork server's preload)."""
+
+    def _setup(self, refs):
+        self._refs = refs
         self.modules: set = set()
 
     def persistent_id(self, obj):
@@ -166,27 +185,37 @@ class _Refs:
         return None
 
 
-class _RefPickler(_Refs, pickle.Pickler):
-    def __init__(self, file, refs):
-        pickle.Pickler.__init__(self, file, protocol=5)
-        self._setup(refs)
+class _Plain:
+    """No references, no modules noted: no Python call per pickled object."""
+
+    def _setup(self, refs):
+        self.modules = None
 
 
-_ref_cloud_pickler = None
+def _with(mixin: type, base: Any) -> Any:
+    class _Pickler(mixin, base):
+        def __init__(self, file, refs):
+            base.__init__(self, file, protocol=5)
+            self._setup(refs)
+    _Pickler.__name__ = f"{mixin.__name__.strip('_')}{base.__name__}"
+    return _Pickler
 
 
-def _cloud_pickler_class():
-    global _ref_cloud_pickler
-    if _ref_cloud_pickler is None:
+# (refs given?, modules noted?) -> pickle's pickler for that case
+_PICKLERS = {(False, False): _with(_Plain, pickle.Pickler),
+             (True, False): _with(_Refs, pickle.Pickler),
+             (False, True): _with(_NotingRefs, pickle.Pickler),
+             (True, True): _with(_NotingRefs, pickle.Pickler)}
+_CLOUD_PICKLERS: dict = {}  # the same for cloudpickle's, made when first wanted
+
+
+def _cloud_pickler_class(refs: bool, note_modules: bool):
+    key = (refs, note_modules)
+    if key not in _CLOUD_PICKLERS:
         base = tracebacks.pickler_class()  # cloudpickle's, remembering the code it sends
-
-        class _RefCloudPickler(_Refs, base):
-            def __init__(self, file, refs):
-                base.__init__(self, file, protocol=5)
-                self._setup(refs)
-
-        _ref_cloud_pickler = _RefCloudPickler
-    return _ref_cloud_pickler
+        mixin = _NotingRefs if note_modules else _Refs if refs else _Plain
+        _CLOUD_PICKLERS[key] = _with(mixin, base)
+    return _CLOUD_PICKLERS[key]
 
 
 def _dump(cls, obj, refs):
@@ -196,17 +225,19 @@ def _dump(cls, obj, refs):
     return buf.getvalue(), pickler.modules
 
 
-def dumps_with_refs(obj, refs) -> tuple[bytes, set]:
+def dumps_with_refs(obj, refs, note_modules: bool = True) -> tuple[bytes, set | None]:
     """Pickle `obj` the way worker.dumps does (plain pickle when it can, cloudpickle for what
     lives in __main__, lambdas and local functions), bundle objects sent as references.
-    Returns the bytes and the names of the modules met on the way."""
+    Returns the bytes and, if asked, the names of the modules met on the way (else None).
+    Without references to make or modules to note, pickling calls no Python code per
+    object: a large function (a joblib batch holding an estimator) pickles at C speed."""
     import cloudpickle
     try:
-        data, modules = _dump(_RefPickler, obj, refs)
+        data, modules = _dump(_PICKLERS[bool(refs), note_modules], obj, refs)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
     if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
-        data, modules = _dump(_cloud_pickler_class(), obj, refs)
+        data, modules = _dump(_cloud_pickler_class(bool(refs), note_modules), obj, refs)
     return data, modules
 
 
