@@ -132,6 +132,7 @@ class BossThread:
         self._output_fds: set[Any] = set()  # the watched stdout and stderr pipes
         self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
         self._events: deque[ev.Event] = deque()
+        self._gathered: list[ev.Event] = []  # results read in this wake-up, not yet taken
         self._ready: set[Any] = set()  # what the last wait found ready
         self._outputs_ready = False  # any worker's stdout or stderr among them
         self._wakes: list[Callable[[], object]] = []  # hand-backs to callers, made at the
@@ -234,11 +235,15 @@ class BossThread:
                         continue
                     kind, wid = entry
                     if kind == "channel" and wid is not None:  # (the usual key: _on_ready's
-                        self._on_channel(wid)  # branch for it, inline)
+                        self._on_channel(wid)  # branch for it, inline; results gathered)
                     else:
+                        self._take_gathered()  # what came before it first
                         self._on_ready(key.fileobj)
-                    if self._outbox:
-                        self._post()  # each worker's work goes out as soon as it is made
+                        if self._outbox:
+                            self._post()
+                self._take_gathered()  # every worker's results of this wake-up: one step
+                if self._outbox:
+                    self._post()
         except BaseException as exc:  # noqa: BLE001 - never a hang: fail what waits
             _log.debug("the Boss failed (its last steps: debug_log())", exc_info=True)
             self._fatal = exc
@@ -292,6 +297,7 @@ class BossThread:
         try:
             msgs = recv_all() if recv_all is not None else [channel.recv()]
         except (EOFError, OSError):
+            self._take_gathered()
             self._forget(channel)
             if handle.sentinel is None:
                 self._on_gone(wid)
@@ -301,29 +307,21 @@ class BossThread:
             while more is not None and more():
                 msgs.append(channel.recv())  # whole in the buffer: no read
         last = len(msgs) - 1
-        if last == 0 and type(msgs[0]) is m.Done:  # (the usual read: one result)
-            self._on_done(wid, handle, msgs[0])
-            return
-        done: list[ev.Event] = []  # results that came in one read: taken together
         for k, msg in enumerate(msgs):
             kind = type(msg)
             if kind is m.Done:  # (the usual message: no table to look in)
                 event = self._done_event(wid, handle, msg)
                 if type(event) is ev.BatchDone:
-                    done.append(event)
+                    self._gathered.append(event)  # taken with the wake-up's other results
                     continue
-                if done:
-                    self._handle_many(done)
-                    done = []
-                    if self.handles.get(wid) is not handle:
-                        return
+                self._take_gathered()
+                if self.handles.get(wid) is not handle:
+                    return
                 self._handle(event)
             else:
-                if done:
-                    self._handle_many(done)
-                    done = []
-                    if self.handles.get(wid) is not handle:
-                        return
+                self._take_gathered()  # (every other message in the order it came)
+                if self.handles.get(wid) is not handle:
+                    return
                 if k < last and kind is m.Started and type(msgs[k + 1]) in (m.Done, m.Failed) \
                         and msgs[k + 1].batch_id == msg.batch_id:
                     continue  # its end came with it: the clock it starts has nothing to time
@@ -336,11 +334,17 @@ class BossThread:
                 on(self, wid, handle, msg)
             if self.handles.get(wid) is not handle:
                 return
-        if done:
-            self._handle_many(done)
+
+    def _take_gathered(self) -> None:
+        """Hand the results gathered so far to the state machine, as one step (several
+        workers' results at 32 workers and more: work is handed out once for all of them)."""
+        if self._gathered:
+            events, self._gathered = self._gathered, []
+            self._handle_many(events)
 
     # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
     def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
+        self._take_gathered()
         self._handle(self._done_event(wid, handle, msg))
 
     def _done_event(self, wid: int, handle: WorkerHandle,
