@@ -312,7 +312,7 @@ def test_streaming_job_delivers_each_batch():
     assert list(deliver.indices) == [0] and deliver.results == [result("a")]
 
 
-# ----------------------------------------------------------------------------- events taken together
+# ---------------------------------------------------------------------- events taken together
 
 def _single_call(x):
     job = make_job([x], streaming=True)  # as pool.py makes a submit/apply_async
