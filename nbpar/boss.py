@@ -132,7 +132,8 @@ class BossThread:
         self._output_fds: set[Any] = set()  # the watched stdout and stderr pipes
         self._exit_hooked: dict[int, bool] = {}  # worker id -> its setup had a worker_exit
         self._events: deque[ev.Event] = deque()
-        self._gathered: list[ev.Event] = []  # results read in this wake-up, not yet taken
+        self._gathered: list[ev.Event] = []  # results and calls of this wake-up, not yet
+        # taken (_take_gathered)
         self._ready: set[Any] = set()  # what the last wait found ready
         self._outputs_ready = False  # any worker's stdout or stderr among them
         self._wakes: list[Callable[[], object]] = []  # hand-backs to callers, made at the
@@ -260,17 +261,12 @@ class BossThread:
     def _on_ready(self, obj: Any) -> None:
         kind, wid = self._waitables[obj]
         if kind == "control":
-            submitted: list[ev.Event] = []  # a burst of calls: taken together (handle_many)
             for event in self.control.drain():
-                if type(event) is ev.JobSubmitted:
-                    submitted.append(event)
+                if type(event) is ev.JobSubmitted:  # a burst of calls: taken together, with
+                    self._gathered.append(event)  # the wake-up's results
                     continue
-                if submitted:
-                    self._handle_many(submitted)
-                    submitted = []
+                self._take_gathered()
                 self._on_control(event)
-            if submitted:
-                self._handle_many(submitted)
         elif wid is None:  # "extra"
             if self.backend.on_extra_ready(obj):
                 self._forget(obj)
@@ -336,8 +332,9 @@ class BossThread:
                 return
 
     def _take_gathered(self) -> None:
-        """Hand the results gathered so far to the state machine, as one step (several
-        workers' results at 32 workers and more: work is handed out once for all of them)."""
+        """Hand the results and calls gathered so far to the state machine, as one step
+        (several workers' results at 32 workers and more, a burst of submitted calls: work
+        is handed out once for all of them)."""
         if self._gathered:
             events, self._gathered = self._gathered, []
             self._handle_many(events)

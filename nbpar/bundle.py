@@ -151,7 +151,7 @@ def _roots(objects) -> list:
 
 
 class _Refs:
-    """persistent_id for both picklers: a reference for a bundle object; notes modules."""
+    """persistent_id for both picklers: a reference for a bundle object."""
 
     def _setup(self, refs):
         self._refs = refs
@@ -168,7 +168,7 @@ class _NotingRefs(_Refs):
     """_Refs that also notes the modules of what it pickles (for the fork server's preload)."""
 
     def _setup(self, refs):
-        self._refs = refs
+        super()._setup(refs)
         self.modules: set = set()
 
     def persistent_id(self, obj):
@@ -179,10 +179,7 @@ class _NotingRefs(_Refs):
             module = getattr(obj, "__module__", None) if named else type(obj).__module__
             if isinstance(module, str):
                 self.modules.add(module)
-        entry = self._refs.get(id(obj))
-        if entry is not None and entry[1] is obj:
-            return entry[0]
-        return None
+        return super().persistent_id(obj)
 
 
 class _Plain:
@@ -201,21 +198,19 @@ def _with(mixin: type, base: Any) -> Any:
     return _Pickler
 
 
-# (refs given?, modules noted?) -> pickle's pickler for that case
-_PICKLERS = {(False, False): _with(_Plain, pickle.Pickler),
-             (True, False): _with(_Refs, pickle.Pickler),
-             (False, True): _with(_NotingRefs, pickle.Pickler),
-             (True, True): _with(_NotingRefs, pickle.Pickler)}
-_CLOUD_PICKLERS: dict = {}  # the same for cloudpickle's, made when first wanted
+_PICKLERS: dict = {}  # (cloudpickle's?, mixin) -> the pickler class, made when first wanted
 
 
-def _cloud_pickler_class(refs: bool, note_modules: bool):
-    key = (refs, note_modules)
-    if key not in _CLOUD_PICKLERS:
-        base = tracebacks.pickler_class()  # cloudpickle's, remembering the code it sends
-        mixin = _NotingRefs if note_modules else _Refs if refs else _Plain
-        _CLOUD_PICKLERS[key] = _with(mixin, base)
-    return _CLOUD_PICKLERS[key]
+def _pickler_class(cloud: bool, refs: bool, note_modules: bool) -> Any:
+    """pickle's or cloudpickle's pickler, with only what is asked of it: references into
+    the bundle (refs), modules noted (note_modules), or neither (no Python call per object)."""
+    mixin = _NotingRefs if note_modules else _Refs if refs else _Plain
+    key = (cloud, mixin)
+    if key not in _PICKLERS:
+        # cloudpickle's remembers the code it sends (tracebacks.py)
+        base = tracebacks.pickler_class() if cloud else pickle.Pickler
+        _PICKLERS[key] = _with(mixin, base)
+    return _PICKLERS[key]
 
 
 def _dump(cls, obj, refs):
@@ -233,11 +228,11 @@ def dumps_with_refs(obj, refs, note_modules: bool = True) -> tuple[bytes, set | 
     object: a large function (a joblib batch holding an estimator) pickles at C speed."""
     import cloudpickle
     try:
-        data, modules = _dump(_PICKLERS[bool(refs), note_modules], obj, refs)
+        data, modules = _dump(_pickler_class(False, bool(refs), note_modules), obj, refs)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
     if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
-        data, modules = _dump(_cloud_pickler_class(bool(refs), note_modules), obj, refs)
+        data, modules = _dump(_pickler_class(True, bool(refs), note_modules), obj, refs)
     return data, modules
 
 

@@ -731,10 +731,7 @@ class WorkerPool(AsyncMaps):
 
     def _configure(self, job, opts):
         """A call's own settings (call_options.py); its worker hooks replace the workers'."""
-        if opts is NONE:
-            if self._setup.holds(*self._hooks):
-                return  # (the usual call: no options, the pool's hooks held)
-        else:
+        if opts is not NONE:
             opts.apply(job)
             if job.chunker.fixed is None and opts.n_splits is not None and job.total:
                 job.chunker = AdaptiveChunker(opts.chunk_size(None, job.total),
