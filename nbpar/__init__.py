@@ -6,21 +6,40 @@ multiprocessing's and concurrent.futures' APIs; `%load_ext nbpar` adds `%paralle
 import them when used.
 """
 
-from .classic import Boss, Worker
-from .cluster import run_job
-from .errors import (CheckpointError, JobError, NbparError, SerializationError, StoppedError,
-                     TaskTimeoutError, WorkerDiedError)
-from .executor import Executor
-from .jobs import AsyncResult
-from .logs import get_logger
-from .mp_pool import Pool
-from .pool import WorkerPool
-from .reports import Report, TaskError, WorkerInfo
-from .scheduling import (JobsLimit, LongerFirstScheduler, MaxMemoryScheduler,
-                         MaxThreadsScheduler, Scheduler)
-from .shared import shared_array
-from .signals import Signal
-from .subscriptions import ReportChanged, SignalSent
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # what the names below are, for type checkers; imported when first used
+    from .classic import Boss, Worker
+    from .cluster import run_job
+    from .errors import (CheckpointError, JobError, NbparError, SerializationError,
+                         StoppedError, TaskTimeoutError, WorkerDiedError)
+    from .executor import Executor
+    from .jobs import AsyncResult
+    from .logs import get_logger
+    from .mp_pool import Pool
+    from .pool import WorkerPool
+    from .reports import Report, TaskError, WorkerInfo
+    from .scheduling import (JobsLimit, LongerFirstScheduler, MaxMemoryScheduler,
+                             MaxThreadsScheduler, Scheduler)
+    from .shared import shared_array
+    from .signals import Signal
+    from .subscriptions import ReportChanged, SignalSent
+
+# Each public name and the module that defines it, imported on first use: a process that only
+# needs part of nbpar (the fork server, a worker) does not pay for the rest.
+_HOMES = {
+    "Boss": "classic", "Worker": "classic", "run_job": "cluster",
+    "CheckpointError": "errors", "JobError": "errors", "NbparError": "errors",
+    "SerializationError": "errors", "StoppedError": "errors", "TaskTimeoutError": "errors",
+    "WorkerDiedError": "errors", "Executor": "executor", "AsyncResult": "jobs",
+    "get_logger": "logs", "Pool": "mp_pool", "WorkerPool": "pool", "Report": "reports",
+    "TaskError": "reports", "WorkerInfo": "reports", "JobsLimit": "scheduling",
+    "LongerFirstScheduler": "scheduling", "MaxMemoryScheduler": "scheduling",
+    "MaxThreadsScheduler": "scheduling", "Scheduler": "scheduling",
+    "shared_array": "shared", "Signal": "signals", "ReportChanged": "subscriptions",
+    "SignalSent": "subscriptions", "PoolWidget": "ui.widget",
+}
 
 __version__ = "0.1.0"
 
@@ -115,11 +134,18 @@ def thread_map(fn, *iterables, max_workers=None, chunksize=1, **tqdm_kwargs):
 
 
 def __getattr__(name):
-    """`nbpar.PoolWidget` (the notebook widget) imports ipywidgets only when asked for."""
-    if name == "PoolWidget":
-        from .ui.widget import PoolWidget
-        return PoolWidget
-    raise AttributeError(f"module 'nbpar' has no attribute {name!r}")
+    """A public name, imported from its module when first asked for (`nbpar.PoolWidget`
+    imports ipywidgets then, and only then)."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'nbpar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{home}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_HOMES))
 
 
 def load_ipython_extension(ip):

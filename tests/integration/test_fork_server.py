@@ -102,3 +102,15 @@ def test_a_module_the_server_cannot_import_is_imported_by_the_workers(tmp_path):
 def test_only_modules_the_caller_imported_are_preloaded():
     from nbpar.bundle import preloadable
     assert preloadable({"json", "nbpar_no_such_module", "__main__", "builtins"}) == ["json"]
+
+
+def test_the_server_and_its_workers_start_with_the_worker_side_of_nbpar_only():
+    """The server (and each worker forked from it) imports what runs a worker, not the
+    caller's side (the Boss, its state machine, the pool), which would lengthen every
+    session's first pool."""
+    probe = "sorted(m for m in __import__('sys').modules if m.startswith('nbpar.'))"
+    with nbpar.WorkerPool(1) as pool:
+        (held,) = pool.map(eval, [probe])
+    assert "nbpar.worker" in held
+    caller_side = {"nbpar.boss", "nbpar.state", "nbpar.pool", "nbpar.classic", "nbpar.events"}
+    assert not caller_side & set(held), held
