@@ -31,6 +31,7 @@ from typing import Any
 
 from . import tracebacks
 from .errors import SerializationError, describe
+from .main_refs import MainFinder
 
 _ATOMS = (str, bytes, int, float, complex, bool, type(None))
 _PARTS = ("shared_objects", "worker_init", "worker_exit")
@@ -183,7 +184,7 @@ class _NotingRefs(_Refs):
 
 
 class _Plain:
-    """No references, no modules noted: no Python call per pickled object."""
+    """No references, no modules noted: no persistent_id, a Python call per pickled object."""
 
     def _setup(self, refs):
         self.modules = None
@@ -203,12 +204,13 @@ _PICKLERS: dict = {}  # (cloudpickle's?, mixin) -> the pickler class, made when 
 
 def _pickler_class(cloud: bool, refs: bool, note_modules: bool) -> Any:
     """pickle's or cloudpickle's pickler, with only what is asked of it: references into
-    the bundle (refs), modules noted (note_modules), or neither (no Python call per object)."""
+    the bundle (refs), modules noted (note_modules), or neither (no persistent_id). pickle's
+    stops at what lives in __main__ (main_refs.py), which cloudpickle's then takes by value."""
     mixin = _NotingRefs if note_modules else _Refs if refs else _Plain
     key = (cloud, mixin)
     if key not in _PICKLERS:
         # cloudpickle's remembers the code it sends (tracebacks.py)
-        base = tracebacks.pickler_class() if cloud else pickle.Pickler
+        base = tracebacks.pickler_class() if cloud else MainFinder
         _PICKLERS[key] = _with(mixin, base)
     return _PICKLERS[key]
 
@@ -222,16 +224,17 @@ def _dump(cls, obj, refs):
 
 def dumps_with_refs(obj, refs, note_modules: bool = True) -> tuple[bytes, set | None]:
     """Pickle `obj` the way worker.dumps does (plain pickle when it can, cloudpickle for what
-    lives in __main__, lambdas and local functions), bundle objects sent as references.
+    names __main__, lambdas and local functions), bundle objects sent as references.
     Returns the bytes and, if asked, the names of the modules met on the way (else None).
-    Without references to make or modules to note, pickling calls no Python code per
-    object: a large function (a joblib batch holding an estimator) pickles at C speed."""
+    Without references to make or modules to note, pickling calls Python code only for
+    objects that are not builtin values or containers (is it of __main__?): a large function
+    (a joblib batch holding an estimator) pickles at nearly C speed, and once."""
     import cloudpickle
     try:
         data, modules = _dump(_pickler_class(False, bool(refs), note_modules), obj, refs)
-    except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
+    except Exception:  # noqa: BLE001 - of __main__ (FoundMain), a lambda: cloudpickle's job
         data = None
-    if data is None or b"__main__" in data or cloudpickle.list_registry_pickle_by_value():
+    if data is None or cloudpickle.list_registry_pickle_by_value():
         data, modules = _dump(_pickler_class(True, bool(refs), note_modules), obj, refs)
     return data, modules
 

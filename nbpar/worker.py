@@ -25,6 +25,7 @@ from . import inner_threads
 from . import messages as m
 from . import tracebacks
 from .errors import SerializationError, capture, describe
+from .main_refs import refers_to_main
 from .titles import set_title, worker_titles
 
 _log = logging.getLogger(__name__)
@@ -38,13 +39,13 @@ def dumps(obj) -> bytes:
     `register_pickle_by_value` go by value, through cloudpickle; any other body takes plain
     pickle, several times cheaper for the small bodies of single calls. Plain pickle refers
     to classes and functions by module and name, as cloudpickle does for importable modules,
-    and a stream without b"__main__" refers to no __main__."""
+    and what names `__main__` is found as main_refs.py says."""
     try:
         data = pickle.dumps(obj, protocol=5)
     except Exception:  # noqa: BLE001 - a lambda, a local function: cloudpickle's job
         data = None
-    if data is None or b"__main__" in data or (
-            _registry if _registry is not None else _by_value_registry()):
+    if data is None or (_registry if _registry is not None else _by_value_registry()) or (
+            b"__main__" in data and refers_to_main(obj)):
         return tracebacks.dumps_by_value(obj)
     return data
 

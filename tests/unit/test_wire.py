@@ -3,6 +3,7 @@ the choice between plain pickle and cloudpickle for a body."""
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 
@@ -66,6 +67,45 @@ def test_what_names_main_or_a_lambda_goes_by_value():
         assert type(pickle.loads(data)).__name__ == "NbparProbe"
     finally:
         main.__dict__.pop("NbparProbe", None)
+
+
+def test_the_name_main_as_data_is_plain_pickle(monkeypatch):
+    """joblib's batches carry the warning filters, which name "__main__" as a string: that is
+    data, and the body takes plain pickle, not cloudpickle."""
+    import warnings
+
+    from nbpar import tracebacks
+
+    def by_value(obj):
+        raise AssertionError("sent by value")
+    monkeypatch.setattr(tracebacks, "dumps_by_value", by_value)
+    body = [{"module": "__main__"}, warnings.filters, "__main__", json.dumps]
+    assert dumps(body) == pickle.dumps(body, protocol=5)
+
+
+@pytest.mark.parametrize("shape", ["alone", "after its module's name as data", "instance"])
+def test_anything_of_main_goes_by_value_even_after_main_appeared_as_data(shape):
+    """After the string "__main__" was pickled once, plain pickle refers to it again by its
+    memo entry: a function of __main__ is found all the same."""
+    main = sys.modules["__main__"]
+
+    def probe():
+        return 41
+
+    class Probe:
+        def __call__(self):
+            return 41
+    for obj, name in ((probe, "_nbpar_probe_fn"), (Probe, "_nbpar_probe_cls")):
+        obj.__module__, obj.__qualname__, obj.__name__ = "__main__", name, name
+        setattr(main, name, obj)
+    try:
+        target = Probe() if shape == "instance" else probe
+        body = [target] if shape == "alone" else [probe.__module__, target]
+        assert pickle.loads(pickle.dumps(body))[-1]() == 41  # plain pickle takes it, by name
+        data = dumps(body)
+    finally:
+        del main._nbpar_probe_fn, main._nbpar_probe_cls
+    assert pickle.loads(data)[-1]() == 41  # a worker's __main__ lacks them: sent by value
 
 
 def test_a_module_registered_by_value_goes_by_value(tmp_path, monkeypatch):
@@ -159,3 +199,9 @@ def test_messages_sent_together_arrive_as_they_were_sent_one_by_one():
     reader.join()
     assert got == sent
     ours.close(), theirs.close()
+
+
+def test_a_body_with_a_large_buffer_and_the_name_main_pickles():
+    """Protocol 5 writes a large buffer to the file as it is, not as bytes."""
+    body = ["__main__", pickle.PickleBuffer(bytearray(2**20))]
+    assert bytes(pickle.loads(dumps(body))[1]) == bytes(2**20)
