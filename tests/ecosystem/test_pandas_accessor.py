@@ -66,6 +66,13 @@ def test_apply_rows_with_args_and_result_type(impl, frame):
     pd.testing.assert_frame_equal(got, expected)
 
 
+def test_apply_rows_with_a_keyword_for_the_function_and_raw_rows(impl, frame):
+    got = impl["apply"](frame[["a", "b"]], lambda r, scale: r[0] * scale + r[1], axis=1,
+                        raw=True, scale=10)
+    pd.testing.assert_series_equal(got, pd.Series([10.1, 20.9, 30.2, 40.8, 50.7],
+                                                  index=frame.index))
+
+
 def test_apply_columns(impl, frame):
     got = impl["apply"](frame[["a", "b"]], lambda c: c.max() - c.min())
     pd.testing.assert_series_equal(got, pd.Series([4.0, 0.8], index=["a", "b"]),
