@@ -184,7 +184,8 @@ class _NotingRefs(_Refs):
 
 
 class _Plain:
-    """No references, no modules noted: no persistent_id, a Python call per pickled object."""
+    """No references, no modules noted: no persistent_id (MainFinder's check is then the
+    only Python call, and only for objects that are not builtin values or containers)."""
 
     def _setup(self, refs):
         self.modules = None
