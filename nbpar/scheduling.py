@@ -191,15 +191,18 @@ class AdaptiveChunker:
     """Batch sizes grown from measured task times so a batch takes ~`target` seconds.
 
     Starts at one item (nothing is known yet), grows at most `growth` times per batch, and
-    never gives one worker more than its share of what remains, so the tail stays balanced.
-    A fixed `chunk_size` bypasses all of it.
+    never gives one worker more than its share of what remains, so the tail stays balanced;
+    but the tail is not cut into batches shorter than `floor` seconds, which would cost more
+    to send than they balance. A fixed `chunk_size` bypasses all of it.
     """
 
     target = 0.02
     growth = 8
     prefetch_below = 0.05  # a second batch is queued on a worker only for short batches
     seed_cap = 4096
-    floor = 0.0  # seconds: the tail's batches are not cut shorter than this
+    # seconds: the tail is not cut into batches shorter than this, about twice what a batch
+    # costs the Boss and its worker (a map of tiny items is not cut into thousands of them)
+    floor = 0.0002
 
     def __init__(self, fixed: int | None = None, min_batch_time: float | None = None):
         self.fixed = fixed

@@ -14,15 +14,18 @@ from nbpar.scheduling import AdaptiveChunker, MaxThreadsScheduler, Running, Sche
 TINY = 2 ** -17  # ~7.6 us per item: 20 ms is 2621 items
 
 
-def measured(per_item):
+def measured(per_item, floor=0.0):
+    """A chunker that has seen one item take `per_item` seconds; without the tail's floor
+    unless asked (the share rule alone; the floor has tests of its own)."""
     chunker = AdaptiveChunker()
+    chunker.floor = floor
     chunker.observe(1, per_item)
     return chunker
 
 
-def steady(per_item=TINY):
+def steady(per_item=TINY, floor=0.0):
     """A chunker that has grown to its target size."""
-    chunker = measured(per_item)
+    chunker = measured(per_item, floor)
     for _ in range(10):
         chunker.next_size(None, 1)
     return chunker
@@ -152,7 +155,20 @@ def test_a_backends_min_batch_time_sets_target_prefetch_and_tail_floor():
     assert chunker.may_prefetch(50) is True
     assert chunker.next_size(30, 2) == 12  # the tail: no batch under 0.05 s (12 items)
     assert AdaptiveChunker(min_batch_time=0.001).target == AdaptiveChunker.target  # never less
-    assert AdaptiveChunker().floor == 0.0
+    assert AdaptiveChunker().floor == pytest.approx(0.0002)  # local workers: 0.2 ms
+
+
+@pytest.mark.parametrize("per_item, remaining, n_workers, size", [
+    (2 ** -22, 10_000, 32, 838),  # 0.24 µs no-ops: not cut below 0.2 ms (838), not 157
+    (2 ** -22, 500, 32, 500),     # (all that is left, if less)
+    (TINY, 100, 2, 26),           # 7.6 µs: the share (25) is under 0.2 ms: 26
+    (TINY, 1000, 2, 250),         # a share of 250 is over it: the share rules
+    (2 ** -10, 4, 2, 1),          # 1 ms items: the floor is under one item
+])
+def test_the_tail_is_not_cut_into_batches_shorter_than_the_floor(per_item, remaining,
+                                                                 n_workers, size):
+    chunker = steady(per_item, floor=AdaptiveChunker.floor)
+    assert min(chunker.next_size(remaining, n_workers), remaining) == size
 
 
 # ----------------------------------------------------------------------------- schedulers

@@ -269,11 +269,24 @@ def test_never_more_than_two_batches_queued_per_worker():
 def test_tail_batches_shrink_so_workers_finish_together():
     pool = Pool(2, keep_alive=True)
     job = make_job(range(40))
-    log = pool.submit(job) + pool.play(pool.ready(0, 1), per_item=2 ** -17)
+    log = pool.submit(job) + pool.play(pool.ready(0, 1), per_item=2 ** -10)  # ~1 ms items
     sizes = [len(d.batch.items) for d in of(log, st.Dispatch)]
     assert sum(sizes) == 40
     assert max(sizes) <= math.ceil(40 / (2 * 2))  # never more than a share of what remains
     assert sizes[-1] == 1
+    assert finish(log).error is None
+
+
+def test_a_map_of_tiny_items_is_not_cut_finer_than_the_floor_at_its_end():
+    """0.24 µs items: batches under 0.2 ms would cost the Boss more than they balance."""
+    pool = Pool(2, keep_alive=True)
+    job = make_job(range(20_000))
+    log = pool.submit(job) + pool.play(pool.ready(0, 1), per_item=2 ** -22)
+    sizes = [len(d.batch.items) for d in of(log, st.Dispatch)]
+    assert sum(sizes) == 20_000
+    tail = sizes[sizes.index(max(sizes)):-1]  # from the largest on, the last one aside
+    assert min(tail) >= int(AdaptiveChunker.floor / 2 ** -22)
+    assert len(sizes) < 20  # without the floor: 37 batches, the last three of 1 item
     assert finish(log).error is None
 
 
