@@ -7,6 +7,7 @@ import them when used.
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # what the names below are, for type checkers; imported when first used
@@ -137,9 +138,12 @@ def __getattr__(name):
     """A public name, imported from its module when first asked for (`nbpar.PoolWidget`
     imports ipywidgets then, and only then)."""
     home = _HOMES.get(name)
-    if home is None:
+    if home is not None:
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+        value = importlib.import_module(f".{name}", __name__)  # a submodule: nbpar.pool
+    else:
         raise AttributeError(f"module 'nbpar' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{home}", __name__), name)
     globals()[name] = value
     return value
 

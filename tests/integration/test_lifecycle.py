@@ -219,6 +219,16 @@ def test_import_stays_light():
     assert out.stdout.strip() == ""
 
 
+def test_import_defers_the_engine_yet_its_names_and_modules_are_reached_as_attributes():
+    out = subprocess.run(
+        [sys.executable, "-c", "import sys, nbpar; held = 'nbpar.pool' in sys.modules; "
+         "print(held, nbpar.WorkerPool.__name__, nbpar.pool.WorkerPool is nbpar.WorkerPool, "
+         "nbpar.errors.WorkerDiedError.__name__, hasattr(nbpar, 'no_such_name'))"],
+        capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "WorkerPool", "True", "WorkerDiedError", "False"]
+
+
 def test_no_thread_outlives_a_closed_threading_pool():
     import threading
     before = {t for t in threading.enumerate() if t.name.startswith("nbpar")}
