@@ -140,7 +140,7 @@ def __getattr__(name):
     home = _HOMES.get(name)
     if home is not None:
         value = getattr(importlib.import_module(f".{home}", __name__), name)
-    elif not name.startswith("__") and importlib.util.find_spec(f"{__name__}.{name}"):
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
         value = importlib.import_module(f".{name}", __name__)  # a submodule: nbpar.pool
     else:
         raise AttributeError(f"module 'nbpar' has no attribute {name!r}")

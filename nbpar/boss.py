@@ -9,8 +9,8 @@
 The thread blocks in a single wait on everything that can happen; it never polls. What it
 hears becomes events for the pure state machine (state.py): a caller's message on the control
 pipe is an event already (events.py: a new map, a signal, a report request, ...), and each
-kind of worker message has its method that makes one (`_FROM_WORKER`). What the machine
-answers -- start, dispatch, kill, retire, deliver, finish -- is carried out here, each kind of
+kind of worker message has its method that makes one (`_FROM_WORKER`; a result,
+`_done_event`). What the machine answers -- start, dispatch, kill, retire, deliver, finish -- is carried out here, each kind of
 instruction by its method (`_INSTRUCTIONS`). Worker output is read here, split into lines and
 handed on tagged with the worker id; a worker's output is drained before its results are, so
 prints come before the map returns.
@@ -339,11 +339,8 @@ class BossThread:
             events, self._gathered = self._gathered, []
             self._handle_many(events)
 
-    # -- what a worker says, each kind of message to its event (see _FROM_WORKER)
-    def _on_done(self, wid: int, handle: WorkerHandle, msg: m.Done) -> None:
-        self._take_gathered()
-        self._handle(self._done_event(wid, handle, msg))
-
+    # -- what a worker says, each kind of message to its event (see _FROM_WORKER; a Done,
+    # the usual message, is turned into its event by _on_channel itself)
     def _done_event(self, wid: int, handle: WorkerHandle,
                     msg: m.Done) -> ev.BatchDone | ev.BatchFailed:
         if self._outputs_ready:  # (what _drain_outputs looks at first: a call per task saved)
@@ -695,9 +692,9 @@ def _unpicklable(exc: Exception, batch: st.TaskBatch,
     return err
 
 
-# each kind of worker message -> the Boss's method that turns it into an event
+# each kind of worker message but Done (_done_event) -> the Boss's method that turns it into
+# an event
 _FROM_WORKER: dict[type, Callable[[BossThread, int, WorkerHandle, Any], None]] = {
-    m.Done: BossThread._on_done,
     m.Failed: BossThread._on_failed,
     m.Log: BossThread._on_log,
     m.Started: BossThread._on_started,

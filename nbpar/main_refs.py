@@ -7,20 +7,20 @@ cloudpickle, which costs a Python call per class, function and instance pickled.
 
 A plain pickle that does not contain the bytes b"__main__" refers to no `__main__`. One that
 does may only hold the string as data (joblib ships the warning filters, which name
-`__main__`), so it is looked at again: `refers_to_main` pickles the body once more, to
-nowhere, with `MainFinder`: a hook called for each object that is not a builtin value or
-container stops at the first whose class, or which itself as a class or function, lives in
-`__main__`. A function sent to the workers (a joblib batch is one) is pickled by MainFinder in
-the first place, which spares it the second pickling.
-That is every way a pickle can name `__main__`, memo references included, since the memo only
-repeats an object already looked at.
+`__main__`). `MainFinder` tells them apart: a hook called for each object that is not a
+builtin value or container stops at the first whose class, or which itself as a class or
+function, lives in `__main__`. That is every way a pickle can name `__main__`, memo
+references included, since the memo only repeats an object already looked at.
+
+A function sent to the workers (a joblib batch is one) is pickled by MainFinder in the first
+place. A body of a call (worker.dumps) is pickled by plain pickle, cheaper for the small ones;
+if it contains b"__main__", `refers_to_main` pickles it once more, to nowhere, with MainFinder.
 """
 
 from __future__ import annotations
 
 import pickle
 import types
-from collections.abc import Callable
 from typing import Any
 
 _NOWHERE = types.SimpleNamespace(write=lambda data: None)  # (data: bytes or a buffer)
@@ -44,15 +44,11 @@ class MainFinder(pickle.Pickler):
         return NotImplemented
 
 
-def refers_to_main(obj: Any, persistent_id: Callable[[Any], Any] | None = None) -> bool:
-    """True when pickling `obj` names a class, function or instance of `__main__`.
-    `persistent_id` is the one the real pickle used (what it sends as a reference is not
-    looked into). An object that fails to pickle here failed for the real pickle too."""
-    finder = MainFinder(_NOWHERE, protocol=5)
-    if persistent_id is not None:
-        finder.persistent_id = persistent_id  # type: ignore[method-assign]
+def refers_to_main(obj: Any) -> bool:
+    """True when pickling `obj` names a class, function or instance of `__main__`. (An
+    object that fails to pickle here failed for plain pickle too.)"""
     try:
-        finder.dump(obj)
+        MainFinder(_NOWHERE, protocol=5).dump(obj)
     except FoundMain:
         return True
     return False
