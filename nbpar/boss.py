@@ -10,10 +10,10 @@ The thread blocks in a single wait on everything that can happen; it never polls
 hears becomes events for the pure state machine (state.py): a caller's message on the control
 pipe is an event already (events.py: a new map, a signal, a report request, ...), and each
 kind of worker message has its method that makes one (`_FROM_WORKER`; a result,
-`_done_event`). What the machine answers -- start, dispatch, kill, retire, deliver, finish -- is carried out here, each kind of
-instruction by its method (`_INSTRUCTIONS`). Worker output is read here, split into lines and
-handed on tagged with the worker id; a worker's output is drained before its results are, so
-prints come before the map returns.
+`_done_event`). What the machine answers -- start, dispatch, kill, retire, deliver, finish --
+is carried out here, each kind of instruction by its method (`_INSTRUCTIONS`). Worker output
+is read here, split into lines and handed on tagged with the worker id; a worker's output is
+drained before its results are, so prints come before the map returns.
 
 The machine keeps its story (story.py): the last steps, each an event and the instructions it
 gave, read by `debug_log()`. With the logger "nbpar.boss" at DEBUG, each step is logged too
